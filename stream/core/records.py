@@ -1,0 +1,64 @@
+"""The records the filter writes: training records and audit records (SPEC.md, "Output topics")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class TrainingRecord(msgspec.Struct, frozen=True):
+    """The value of a `training-ready` message, keyed by `post_id`."""
+
+    post_id: str
+    author: str  # keyed pseudonym of the account, never the raw id
+    text: str
+    lang: str | None
+    kind: str
+    surface: str | None
+    country: str  # the author's country when the record was published
+    created_at: str  # the earliest created_at of the post, UTC
+    policy: str  # policy version
+    event_id: str  # of the post version
+
+
+class Source(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where an input message came from: enough to rebuild the order of
+    application. Event logs without Kafka coordinates give the line number."""
+
+    topic: str
+    partition: int
+    offset: int
+    line: int | None = None
+
+
+AuditKind = Literal["post", "retraction", "account", "dead_letter"]
+Outcome = Literal[
+    "published",  # post version put in the view
+    "excluded",  # post version not eligible
+    "ignored",  # post, account or objection event after a final deletion
+    "stale",  # post version older than the stored one, or an equal eligible one
+    "retracted",  # a post taken out of the view
+    "changed",  # account state changed
+    "unchanged",  # account state already said so (e.g. a redelivery)
+    "dead_letter",
+]
+
+
+class AuditRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One decision. `source` is None only for a policy sweep at start."""
+
+    record: AuditKind
+    outcome: Outcome
+    policy: str
+    source: Source | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    post_id: str | None = None
+    author: str | None = None
+    reasons: tuple[str, ...] = ()  # rule reasons, a retraction's cause, or the dead-letter reason
+    detail: str | None = None  # dead letters: the error in words
+
+    @property
+    def key(self) -> str | None:
+        return self.post_id if self.post_id is not None else self.author

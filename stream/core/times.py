@@ -1,0 +1,88 @@
+"""RFC 3339 times and ISO dates as integers, the way SPEC.md compares them.
+
+Instants are microseconds since the Unix epoch (UTC), finer fractions truncated.
+Dates are proleptic Gregorian ordinals (`date.toordinal()`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+# The layout the contract accepts. `T` and `Z` may be lower case; a space for
+# `T`, a missing zone or missing seconds are invalid. Field ranges are checked
+# by `datetime` itself (so `:60`, month 13 or 30 February fail).
+TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+_TIME = re.compile(TIME_PATTERN)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY_US = 86_400_000_000
+NEVER_US = (date.max.toordinal() + 1 - _EPOCH_ORDINAL) * _DAY_US
+
+
+class BadTime(ValueError):
+    """A time or date that matches no valid calendar instant."""
+
+
+def parse_time(text: str) -> int:
+    """Microseconds since the epoch of an RFC 3339 time with a zone."""
+    match = _TIME.match(text)
+    if match is None:
+        raise BadTime(f"not an RFC 3339 time with a zone: {text!r}")
+    fraction, zone = match.group(1), match.group(2)
+    try:
+        moment = datetime(  # noqa: DTZ001 - the offset is applied below
+            int(text[0:4]), int(text[5:7]), int(text[8:10]),
+            int(text[11:13]), int(text[14:16]), int(text[17:19]),
+        )
+    except ValueError as exc:
+        raise BadTime(f"no such time: {text!r} ({exc})") from None
+    micros = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    offset_us = 0
+    if zone not in ("Z", "z"):
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            raise BadTime(f"no such zone offset: {text!r}")
+        offset_us = (hours * 60 + minutes) * 60_000_000
+        if zone[0] == "-":
+            offset_us = -offset_us
+    days = moment.toordinal() - _EPOCH_ORDINAL
+    seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
+    return days * _DAY_US + seconds * 1_000_000 + micros - offset_us
+
+
+def parse_date(text: str) -> int:
+    """The ordinal of a `YYYY-MM-DD` date."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        raise BadTime(f"not a YYYY-MM-DD date: {text!r}")
+    try:
+        return date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal()
+    except ValueError as exc:
+        raise BadTime(f"no such date: {text!r} ({exc})") from None
+
+
+def format_time(micros: int) -> str:
+    """RFC 3339 in UTC with `Z`; the fraction only when it is not zero."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_date(ordinal: int) -> str:
+    return date.fromordinal(ordinal).isoformat()
+
+
+def coming_of_age_us(birth_ordinal: int, age: int) -> int:
+    """00:00 UTC on the birthday of `age`; 29 February births come of age on
+    1 March in a year that is not a leap year."""
+    born = date.fromordinal(birth_ordinal)
+    year = born.year + age
+    if year > 9999:  # beyond the calendar: never of age within it
+        return NEVER_US
+    try:
+        birthday = born.replace(year=year)
+    except ValueError:  # 29 February in a common year
+        birthday = date(year, 3, 1)
+    return (birthday.toordinal() - _EPOCH_ORDINAL) * _DAY_US

@@ -1,0 +1,34 @@
+"""The state table behind one protocol: the in-memory store and Redis implement it.
+
+A batch of messages is applied against a `StateAccess` that the store hands
+out for their footprints and takes back with `commit`: one read and one
+write per batch, whatever the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from stream.core.engine import Footprint
+from stream.core.state import StateAccess
+
+
+class StateStore(Protocol):
+    def load(self, footprints: Iterable[Footprint]) -> StateAccess:
+        """State for a batch: everything the footprints may touch."""
+        ...
+
+    def commit(self, batch: StateAccess) -> None:
+        """Write what the batch changed, all or nothing."""
+        ...
+
+    def get_meta(self, name: str) -> str | None: ...
+
+    def set_meta(self, name: str, value: str) -> None: ...
+
+    def accounts_in_view(self) -> Iterator[list[str]]:
+        """Accounts with posts in the view, in chunks (for a policy sweep)."""
+        ...
+
+    def close(self) -> None: ...
