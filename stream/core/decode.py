@@ -23,7 +23,7 @@ from stream.core.events import (
     PostCreated,
 )
 from stream.core.policy import Policy
-from stream.core.times import BadTime, parse_date, parse_time
+from stream.core.times import BadTime, parse_date, parse_time_of_layout
 
 MAX_DEPTH: Final = 64
 
@@ -131,8 +131,10 @@ class Decoder:
 
     def _check(self, message: Message, event: InputEvent, now_us: int) -> Decoded | DeadLetter:
         try:
-            ts = parse_time(event.ts)
-            created_at = parse_time(event.created_at) if isinstance(event, PostCreated) else None
+            ts = parse_time_of_layout(event.ts)
+            created_at = None
+            if isinstance(event, PostCreated):
+                created_at = parse_time_of_layout(event.created_at)
             birth = None
             if isinstance(event, AccountUpserted) and event.birth_date is not None:
                 birth = parse_date(event.birth_date)

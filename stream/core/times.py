@@ -7,7 +7,8 @@ Dates are proleptic Gregorian ordinals (`date.toordinal()`).
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
+from functools import lru_cache
 
 # The layout the contract accepts. `T` and `Z` may be lower case; a space for
 # `T`, a missing zone or missing seconds are invalid. Field ranges are checked
@@ -17,6 +18,7 @@ DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 _TIME = re.compile(TIME_PATTERN)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAYS: dict[str, int] = {}  # days since the epoch by date text: times cluster on few days
 _DAY_US = 86_400_000_000
 NEVER_US = (date.max.toordinal() + 1 - _EPOCH_ORDINAL) * _DAY_US
 
@@ -27,28 +29,38 @@ class BadTime(ValueError):
 
 def parse_time(text: str) -> int:
     """Microseconds since the epoch of an RFC 3339 time with a zone."""
-    match = _TIME.match(text)
-    if match is None:
+    if _TIME.match(text) is None:
         raise BadTime(f"not an RFC 3339 time with a zone: {text!r}")
-    fraction, zone = match.group(1), match.group(2)
-    try:
-        moment = datetime(  # noqa: DTZ001 - the offset is applied below
-            int(text[0:4]), int(text[5:7]), int(text[8:10]),
-            int(text[11:13]), int(text[14:16]), int(text[17:19]),
-        )
-    except ValueError as exc:
-        raise BadTime(f"no such time: {text!r} ({exc})") from None
-    micros = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    return parse_time_of_layout(text)
+
+
+def parse_time_of_layout(text: str) -> int:
+    """`parse_time` for a text already known to match TIME_PATTERN (the
+    decoder's structs check it): only the field ranges are left to check."""
+    days = _DAYS.get(text[:10])
+    if days is None:
+        days = parse_date(text[:10]) - _EPOCH_ORDINAL
+        if len(_DAYS) < 100_000:
+            _DAYS[text[:10]] = days
+    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    if hour > 23 or minute > 59 or second > 59:
+        raise BadTime(f"no such time of day: {text!r}")
+    micros = 0
+    zone = 19
+    if text[19] == ".":
+        zone = 20
+        while text[zone].isdigit():
+            zone += 1
+        micros = int((text[20:zone] + "00000")[:6])
     offset_us = 0
-    if zone not in ("Z", "z"):
-        hours, minutes = int(zone[1:3]), int(zone[4:6])
+    if text[zone] not in "Zz":
+        hours, minutes = int(text[zone + 1 : zone + 3]), int(text[zone + 4 : zone + 6])
         if hours > 23 or minutes > 59:
             raise BadTime(f"no such zone offset: {text!r}")
         offset_us = (hours * 60 + minutes) * 60_000_000
-        if zone[0] == "-":
+        if text[zone] == "-":
             offset_us = -offset_us
-    days = moment.toordinal() - _EPOCH_ORDINAL
-    seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
+    seconds = hour * 3600 + minute * 60 + second
     return days * _DAY_US + seconds * 1_000_000 + micros - offset_us
 
 
@@ -64,12 +76,17 @@ def parse_date(text: str) -> int:
 
 def format_time(micros: int) -> str:
     """RFC 3339 in UTC with `Z`; the fraction only when it is not zero."""
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    days, rest = divmod(micros, _DAY_US)
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    day = format_date(days + _EPOCH_ORDINAL)
+    if fraction:
+        return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"
+    return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}Z"
 
 
+@lru_cache(maxsize=4096)
 def format_date(ordinal: int) -> str:
     return date.fromordinal(ordinal).isoformat()
 

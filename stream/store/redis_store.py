@@ -1,0 +1,507 @@
+"""The state table in Redis, laid out for hundreds of millions of accounts and
+billions of posts (docs/state-layout.md).
+
+Accounts and posts live as fields of bucketed hashes, so Redis keeps them in
+compact listpacks instead of paying a key per entry; values are packed binary.
+A batch costs one read round trip (two when a post's owner is only known once
+the post is read) and one MULTI/EXEC write.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Final, TypeVar
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from stream.core.engine import Footprint
+from stream.core.state import QUARANTINE_TOPICS, AccountState, PostState, StateAccess
+
+LAYOUT: Final = "1"  # bump when a packing changes: old state is then refused, not misread
+META_LAYOUT: Final = "store.layout"
+META_ACCOUNT_BUCKETS: Final = "store.account_buckets"
+META_POST_BUCKETS: Final = "store.post_buckets"
+
+# Sized for ~400M accounts and ~3B posts at ~384 entries per bucket: under
+# hash-max-listpack-entries 512 even for the fullest buckets (docs/state-layout.md).
+DEFAULT_ACCOUNT_BUCKETS: Final = 1 << 20
+DEFAULT_POST_BUCKETS: Final = 1 << 23
+ENTRIES_PER_BUCKET: Final = 384
+
+SCAN_CHUNK: Final = 500
+
+# Times are packed relative to 2023-11-14 so that today's microseconds take
+# 7 varint bytes instead of 8.
+_TIME_ORIGIN: Final = 1_700_000_000_000_000
+T = TypeVar("T")
+_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:\-]+")
+
+_A_OBJECTED, _A_DELETED, _A_OBJECTION_TS, _A_PROFILE_TS = 0x01, 0x02, 0x04, 0x08
+_A_BIRTH, _A_COUNTRY = 0x10, 0x20
+_A_QUARANTINE: Final = {topic: 0x40 << i for i, topic in enumerate(QUARANTINE_TOPICS)}
+assert len(_A_QUARANTINE) == 2, "one flag bit per quarantine topic: the flags byte is full"
+
+_P_DELETED, _P_VERSION_TS, _P_CREATED_AT = 0x01, 0x02, 0x04
+
+
+class UnloadedStateError(LookupError):
+    """The engine read state that the batch's footprints did not ask for: a bug
+    in `footprint()`, which would otherwise read as "no state" and decide wrong."""
+
+
+class CorruptStateError(ValueError):
+    """A stored value does not unpack under this layout."""
+
+
+def buckets_for(entries: int) -> int:
+    """Bucket count for an expected number of entries (accounts or posts)."""
+    return max(1, -(-entries // ENTRIES_PER_BUCKET))
+
+
+# -- packing -------------------------------------------------------------------
+
+
+def _put_int(out: bytearray, value: int) -> None:
+    """Zigzag LEB128: small magnitudes of either sign take few bytes, any size fits."""
+    z = value << 1 if value >= 0 else (-value << 1) - 1
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+
+
+def _get_int(data: bytes, pos: int) -> tuple[int, int]:
+    z = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        z |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+        shift += 7
+
+
+def _id_bytes(text: str) -> bytes:
+    """Ids may carry lone surrogates (an event log's undecodable bytes): keep them."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _id_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")
+
+
+def pack_account(state: AccountState) -> bytes:
+    flags = (_A_OBJECTED if state.objected else 0) | (_A_DELETED if state.deleted else 0)
+    for topic in state.quarantined_by:
+        bit = _A_QUARANTINE.get(topic)
+        if bit is None:
+            raise ValueError(f"no flag bit for quarantine topic {topic!r}")
+        flags |= bit
+    out = bytearray(1)
+    if state.objection_ts is not None:
+        flags |= _A_OBJECTION_TS
+        _put_int(out, state.objection_ts - _TIME_ORIGIN)
+    if state.profile_ts is not None:
+        flags |= _A_PROFILE_TS
+        _put_int(out, state.profile_ts - _TIME_ORIGIN)
+    if state.birth_date is not None:
+        flags |= _A_BIRTH
+        _put_int(out, state.birth_date)
+    if state.country is not None:
+        country = state.country.encode("ascii")
+        if len(country) != 2:
+            raise ValueError(f"country {state.country!r} is not two ASCII letters")
+        flags |= _A_COUNTRY
+        out += country
+    out[0] = flags
+    return bytes(out)
+
+
+def unpack_account(data: bytes) -> AccountState:
+    flags, pos = data[0], 1
+    objection_ts = profile_ts = birth_date = None
+    country = None
+    if flags & _A_OBJECTION_TS:
+        value, pos = _get_int(data, pos)
+        objection_ts = value + _TIME_ORIGIN
+    if flags & _A_PROFILE_TS:
+        value, pos = _get_int(data, pos)
+        profile_ts = value + _TIME_ORIGIN
+    if flags & _A_BIRTH:
+        birth_date, pos = _get_int(data, pos)
+    if flags & _A_COUNTRY:
+        country = data[pos : pos + 2].decode("ascii")
+        pos += 2
+    if pos != len(data) or (country is not None and len(country) != 2):
+        raise CorruptStateError("account value has trailing or missing bytes")
+    return AccountState(
+        objection_ts=objection_ts,
+        objected=bool(flags & _A_OBJECTED),
+        profile_ts=profile_ts,
+        birth_date=birth_date,
+        country=country,
+        deleted=bool(flags & _A_DELETED),
+        quarantined_by=frozenset(t for t, bit in _A_QUARANTINE.items() if flags & bit),
+    )
+
+
+def pack_post(state: PostState) -> bytes:
+    """The owner goes last, unprefixed; created_at as its distance from the
+    version's ts, which is usually 0 (one byte)."""
+    flags = _P_DELETED if state.deleted else 0
+    out = bytearray(1)
+    if state.version_ts is not None:
+        flags |= _P_VERSION_TS
+        _put_int(out, state.version_ts - _TIME_ORIGIN)
+    if state.created_at is not None:
+        flags |= _P_CREATED_AT
+        base = _TIME_ORIGIN if state.version_ts is None else state.version_ts
+        _put_int(out, base - state.created_at)
+    out[0] = flags
+    out += _id_bytes(state.owner)
+    return bytes(out)
+
+
+def unpack_post(data: bytes) -> PostState:
+    flags, pos = data[0], 1
+    version_ts = created_at = None
+    if flags & _P_VERSION_TS:
+        value, pos = _get_int(data, pos)
+        version_ts = value + _TIME_ORIGIN
+    if flags & _P_CREATED_AT:
+        value, pos = _get_int(data, pos)
+        created_at = (_TIME_ORIGIN if version_ts is None else version_ts) - value
+    return PostState(_id_text(data[pos:]), version_ts, created_at, bool(flags & _P_DELETED))
+
+
+def pack_time(us: int) -> bytes:
+    out = bytearray()
+    _put_int(out, us - _TIME_ORIGIN)
+    return bytes(out)
+
+
+def unpack_time(data: bytes) -> int:
+    value, pos = _get_int(data, 0)
+    if pos != len(data):
+        raise CorruptStateError("time value has trailing bytes")
+    return value + _TIME_ORIGIN
+
+
+def _unpack(kind: str, key: bytes, unpack: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return unpack(data)
+    except (IndexError, UnicodeDecodeError, CorruptStateError) as exc:
+        raise CorruptStateError(f"{kind} in {key!r}: {data!r} does not unpack: {exc}") from exc
+
+
+# -- the batch -----------------------------------------------------------------
+
+
+class RedisBatch:
+    """What one batch loaded, plus its writes; reads see the writes.
+
+    Writes need no load (they replace whole values) but reads of anything the
+    footprints did not name raise `UnloadedStateError`. A view is known either
+    whole (`views`) or per (account, post) entry (`entries`, None: absent)."""
+
+    __slots__ = ("_accounts", "_entries", "_posts", "_views", "dirty_accounts",
+                 "dirty_posts", "store", "view_writes")
+
+    def __init__(
+        self,
+        store: RedisStore,
+        accounts: dict[str, AccountState | None],
+        posts: dict[str, PostState | None],
+        views: dict[str, dict[str, int]],
+        entries: dict[tuple[str, str], int | None],
+    ) -> None:
+        self.store = store
+        self._accounts = accounts
+        self._posts = posts
+        self._views = views
+        self._entries = entries
+        self.dirty_accounts: dict[str, AccountState] = {}
+        self.dirty_posts: dict[str, PostState] = {}
+        self.view_writes: dict[tuple[str, str], int | None] = {}  # None: delete
+
+    def get_account(self, account_id: str) -> AccountState | None:
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            raise UnloadedStateError(f"account {account_id!r} is not in the batch") from None
+
+    def put_account(self, account_id: str, state: AccountState) -> None:
+        self._accounts[account_id] = state
+        self.dirty_accounts[account_id] = state
+
+    def get_post(self, post_id: str) -> PostState | None:
+        try:
+            return self._posts[post_id]
+        except KeyError:
+            raise UnloadedStateError(f"post {post_id!r} is not in the batch") from None
+
+    def put_post(self, post_id: str, state: PostState) -> None:
+        self._posts[post_id] = state
+        self.dirty_posts[post_id] = state
+
+    def view_get(self, account_id: str, post_id: str) -> int | None:
+        view = self._views.get(account_id)
+        if view is not None:
+            return view.get(post_id)
+        try:
+            return self._entries[account_id, post_id]
+        except KeyError:
+            raise UnloadedStateError(
+                f"view entry ({account_id!r}, {post_id!r}) is not in the batch"
+            ) from None
+
+    def view_put(self, account_id: str, post_id: str, created_at: int) -> None:
+        view = self._views.get(account_id)
+        if view is not None:
+            view[post_id] = created_at
+        else:
+            self._entries[account_id, post_id] = created_at
+        self.view_writes[account_id, post_id] = created_at
+
+    def view_del(self, account_id: str, post_id: str) -> None:
+        view = self._views.get(account_id)
+        if view is not None:
+            view.pop(post_id, None)
+        else:
+            self._entries[account_id, post_id] = None
+        self.view_writes[account_id, post_id] = None
+
+    def view_items(self, account_id: str) -> list[tuple[str, int]]:
+        view = self._views.get(account_id)
+        if view is None:
+            raise UnloadedStateError(f"the view of account {account_id!r} is not in the batch")
+        return list(view.items())
+
+
+# -- the store -------------------------------------------------------------------
+
+
+class RedisStore:
+    """`StateStore` on one Redis database, every key under `{prefix}:`.
+
+    The bucket counts are fixed by the first store opened on a prefix and kept
+    in its meta: changing them would hide every stored entry."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        buckets: int | None = None,
+        post_buckets: int | None = None,
+    ) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"prefix {prefix!r}: use letters, digits and _ . : - only")
+        for name, value in (("buckets", buckets), ("post_buckets", post_buckets)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        self._redis = client
+        self.prefix = prefix
+        self._meta = f"{prefix}:meta".encode()
+        self._account_key = f"{prefix}:a:".encode()
+        self._post_key = f"{prefix}:p:".encode()
+        self._view_key = f"{prefix}:v:".encode()
+        self.account_buckets, self.post_buckets = self._settle_layout(buckets, post_buckets)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        prefix: str,
+        buckets: int | None = None,
+        post_buckets: int | None = None,
+    ) -> RedisStore:
+        client = redis.Redis.from_url(url, decode_responses=False)
+        try:
+            return cls(client, prefix, buckets, post_buckets)
+        except BaseException:
+            client.close()
+            raise
+
+    def _settle_layout(self, buckets: int | None, post_buckets: int | None) -> tuple[int, int]:
+        """First use writes the layout and bucket counts; later uses must agree."""
+        wanted = {
+            META_LAYOUT: LAYOUT,
+            META_ACCOUNT_BUCKETS: str(buckets or DEFAULT_ACCOUNT_BUCKETS),
+            META_POST_BUCKETS: str(post_buckets or DEFAULT_POST_BUCKETS),
+        }
+        pipe = self._redis.pipeline(transaction=True)
+        for name, value in wanted.items():
+            pipe.hsetnx(self._meta, name, value)
+        pipe.hmget(self._meta, list(wanted))
+        stored = [v.decode() for v in pipe.execute()[-1]]
+        if stored[0] != LAYOUT:
+            raise ValueError(f"state under {self.prefix!r} has layout {stored[0]}, not {LAYOUT}")
+        given = (None, buckets, post_buckets)
+        for name, value, asked in zip(wanted, stored, given, strict=True):
+            if asked is not None and int(value) != asked:
+                raise ValueError(
+                    f"state under {self.prefix!r} has {name}={value}, not {asked}: "
+                    "re-bucketing needs a migration"
+                )
+        return int(stored[1]), int(stored[2])
+
+    def _account_bucket(self, account_id: bytes) -> bytes:
+        return self._account_key + b"%d" % (zlib.crc32(account_id) % self.account_buckets)
+
+    def _post_bucket(self, post_id: bytes) -> bytes:
+        return self._post_key + b"%d" % (zlib.crc32(post_id) % self.post_buckets)
+
+    # StateStore
+
+    def load(self, footprints: Iterable[Footprint]) -> StateAccess:
+        accounts: dict[str, None] = {}
+        posts: dict[str, None] = {}
+        views: dict[str, None] = {}
+        wanted_entries: dict[str, dict[str, None]] = {}
+        for footprint in footprints:
+            accounts.update(dict.fromkeys(footprint.accounts))
+            posts.update(dict.fromkeys(footprint.posts))
+            views.update(dict.fromkeys(footprint.views))
+            for account_id, post_id in footprint.memberships:
+                wanted_entries.setdefault(account_id, {})[post_id] = None
+        for account_id in views:
+            wanted_entries.pop(account_id, None)
+
+        pipe = self._redis.pipeline(transaction=False)
+        account_reads = _by_bucket(accounts, self._account_bucket)
+        post_reads = _by_bucket(posts, self._post_bucket)
+        for key, ids in account_reads:
+            pipe.hmget(key, [_id_bytes(i) for i in ids])
+        for key, ids in post_reads:
+            pipe.hmget(key, [_id_bytes(i) for i in ids])
+        for account_id in views:
+            pipe.hgetall(self._view_key + _id_bytes(account_id))
+        entry_reads = list(wanted_entries.items())
+        for account_id, post_ids in entry_reads:
+            pipe.hmget(self._view_key + _id_bytes(account_id), [_id_bytes(p) for p in post_ids])
+        replies = iter(pipe.execute() if len(pipe) else ())
+
+        loaded_accounts: dict[str, AccountState | None] = {}
+        for key, ids in account_reads:
+            for account_id, raw in zip(ids, next(replies), strict=True):
+                loaded_accounts[account_id] = (
+                    None if raw is None else _unpack("account", key, unpack_account, raw)
+                )
+        loaded_posts: dict[str, PostState | None] = {}
+        for key, ids in post_reads:
+            for post_id, raw in zip(ids, next(replies), strict=True):
+                loaded_posts[post_id] = (
+                    None if raw is None else _unpack("post", key, unpack_post, raw)
+                )
+        loaded_views = {
+            account_id: self._view(account_id, next(replies)) for account_id in views
+        }
+        entries: dict[tuple[str, str], int | None] = {}
+        for account_id, post_ids in entry_reads:
+            self._entries(entries, account_id, post_ids, next(replies))
+
+        # A post's owner is known only now: dead letters naming posts, and
+        # posts whose event names another account (owner_mismatch), need the
+        # owner's entry for that post.
+        owners: dict[str, dict[str, None]] = {}
+        for post_id, post in loaded_posts.items():
+            if post is not None and post.owner not in loaded_views and (
+                (post.owner, post_id) not in entries
+            ):
+                owners.setdefault(post.owner, {})[post_id] = None
+        if owners:
+            pipe = self._redis.pipeline(transaction=False)
+            for owner, post_ids in owners.items():
+                pipe.hmget(self._view_key + _id_bytes(owner), [_id_bytes(p) for p in post_ids])
+            for (owner, post_ids), reply in zip(owners.items(), pipe.execute(), strict=True):
+                self._entries(entries, owner, post_ids, reply)
+        return RedisBatch(self, loaded_accounts, loaded_posts, loaded_views, entries)
+
+    def _view(self, account_id: str, reply: Mapping[bytes, bytes]) -> dict[str, int]:
+        key = self._view_key + _id_bytes(account_id)
+        return {_id_text(p): _unpack("view entry", key, unpack_time, c) for p, c in reply.items()}
+
+    def _entries(
+        self,
+        entries: dict[tuple[str, str], int | None],
+        account_id: str,
+        post_ids: Iterable[str],
+        reply: list[bytes | None],
+    ) -> None:
+        key = self._view_key + _id_bytes(account_id)
+        for post_id, raw in zip(post_ids, reply, strict=True):
+            entries[account_id, post_id] = (
+                None if raw is None else _unpack("view entry", key, unpack_time, raw)
+            )
+
+    def commit(self, batch: StateAccess) -> None:
+        if not isinstance(batch, RedisBatch) or batch.store is not self:
+            raise TypeError("commit takes a batch that this store's load() returned")
+        pipe = self._redis.pipeline(transaction=True)
+        for key, ids in _by_bucket(batch.dirty_accounts, self._account_bucket):
+            pipe.hset(key, mapping={
+                _id_bytes(i): pack_account(batch.dirty_accounts[i]) for i in ids
+            })
+        for key, ids in _by_bucket(batch.dirty_posts, self._post_bucket):
+            pipe.hset(key, mapping={_id_bytes(i): pack_post(batch.dirty_posts[i]) for i in ids})
+        puts: dict[str, dict[FieldT, EncodableT]] = {}
+        dels: dict[str, list[bytes]] = {}
+        for (account_id, post_id), created_at in batch.view_writes.items():
+            if created_at is None:
+                dels.setdefault(account_id, []).append(_id_bytes(post_id))
+            else:
+                puts.setdefault(account_id, {})[_id_bytes(post_id)] = pack_time(created_at)
+        for account_id, fields in dels.items():
+            pipe.hdel(self._view_key + _id_bytes(account_id), *fields)
+        for account_id, mapping in puts.items():
+            pipe.hset(self._view_key + _id_bytes(account_id), mapping=mapping)
+        if len(pipe):
+            pipe.execute()
+        batch.dirty_accounts.clear()
+        batch.dirty_posts.clear()
+        batch.view_writes.clear()
+
+    def get_meta(self, name: str) -> str | None:
+        value = self._redis.hget(self._meta, name)
+        return None if value is None else _raw(value).decode()
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._redis.hset(self._meta, name, value.encode())
+
+    def accounts_in_view(self, chunk: int = SCAN_CHUNK) -> Iterator[list[str]]:
+        """SCAN may name an account twice (while Redis rehashes); a sweep of an
+        account whose view it already swept finds nothing more to retract."""
+        prefix = len(self._view_key)
+        pending: list[str] = []
+        cursor = 0
+        while True:
+            cursor, keys = self._redis.scan(cursor, match=self._view_key + b"*", count=chunk)
+            pending.extend(_id_text(_raw(key)[prefix:]) for key in keys)
+            while len(pending) >= chunk:
+                yield pending[:chunk]
+                del pending[:chunk]
+            if cursor == 0:
+                break
+        if pending:
+            yield pending
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _raw(reply: bytes | str) -> bytes:
+    """Replies are bytes (decode_responses=False); the client's types allow str."""
+    return reply if isinstance(reply, bytes) else reply.encode()
+
+
+def _by_bucket(
+    ids: Iterable[str], bucket: Callable[[bytes], bytes]
+) -> list[tuple[bytes, list[str]]]:
+    """Ids grouped per bucket key, so each bucket costs one command."""
+    groups: dict[bytes, list[str]] = {}
+    for item in ids:
+        groups.setdefault(bucket(_id_bytes(item)), []).append(item)
+    return list(groups.items())
