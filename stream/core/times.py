@@ -13,8 +13,14 @@ from functools import lru_cache
 # The layout the contract accepts. `T` and `Z` may be lower case; a space for
 # `T`, a missing zone or missing seconds are invalid. Field ranges are checked
 # by `datetime` itself (so `:60`, month 13 or 30 February fail).
-TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# `[0-9]`, not `\d`, which takes any Unicode digit. `$` also matches before a
+# final newline (in Python), so the parsers below check the exact length too.
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATE = re.compile(DATE_PATTERN)
 
 _TIME = re.compile(TIME_PATTERN)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -49,10 +55,12 @@ def parse_time_of_layout(text: str) -> int:
     zone = 19
     if text[19] == ".":
         zone = 20
-        while text[zone].isdigit():
+        while text[zone] in "0123456789":
             zone += 1
         micros = int((text[20:zone] + "00000")[:6])
     offset_us = 0
+    if len(text) != zone + (1 if text[zone] in "Zz" else 6):
+        raise BadTime(f"not an RFC 3339 time with a zone: {text!r}")
     if text[zone] not in "Zz":
         hours, minutes = int(text[zone + 1 : zone + 3]), int(text[zone + 4 : zone + 6])
         if hours > 23 or minutes > 59:
@@ -66,7 +74,7 @@ def parse_time_of_layout(text: str) -> int:
 
 def parse_date(text: str) -> int:
     """The ordinal of a `YYYY-MM-DD` date."""
-    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+    if len(text) != 10 or _DATE.match(text) is None:
         raise BadTime(f"not a YYYY-MM-DD date: {text!r}")
     try:
         return date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal()
