@@ -48,7 +48,9 @@ def _open_store(state: str, prefix: str) -> StateStore:
 
 @main.command(name="replay")
 @click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--offline", is_flag=True, help="Apply the log here instead of producing it to Kafka.")
+@click.option(
+    "--offline", is_flag=True, help="Apply the log here instead of producing it to Kafka."
+)
 @click.option("--view", "view_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the final view here (one training record per line).")
 @click.option("--audit", "audit_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -97,7 +99,10 @@ def replay_command(
         store = _open_store(state, state_prefix)
         stack.callback(store.close)
         bar = stack.enter_context(
-            tqdm(total=size, unit="B", unit_scale=True, desc="replay", disable=None, file=sys.stderr)
+            tqdm(
+                total=size, unit="B", unit_scale=True, desc="replay", disable=None,
+                file=sys.stderr,
+            )
         )
 
         def advance(_: int) -> None:

@@ -22,7 +22,9 @@ def load_pseudonymizer(*, allow_dev: bool) -> Pseudonymizer:
         try:
             key = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise click.ClickException(f"cannot read {KEY_FILE_ENV}={path}: {exc.strerror}")
+            raise click.ClickException(
+                f"cannot read {KEY_FILE_ENV}={path}: {exc.strerror}"
+            ) from None
     if key:
         try:
             return Pseudonymizer(key.encode("utf-8"))

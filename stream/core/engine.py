@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from stream.core.decode import Decoded, DeadLetter, DeadReason, Decoder, Message
+from stream.core.decode import DeadLetter, DeadReason, Decoded, Decoder, Message
 from stream.core.events import (
     AccountDeleted,
     AccountUpserted,
