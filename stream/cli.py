@@ -95,7 +95,7 @@ def replay_command(
             )
             view = _create(stack, view_path)
         except OSError as exc:
-            raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+            raise UnusableFile(f"{exc.filename}: {exc.strerror}") from None
         store = _open_store(state, state_prefix)
         stack.callback(store.close)
         bar = stack.enter_context(
@@ -112,6 +112,12 @@ def replay_command(
         if view is not None:
             outputs.write_view(view)
     click.echo(summary.render())
+
+
+class UnusableFile(click.ClickException):
+    """A file the command cannot read or write: a usage problem (exit code 2)."""
+
+    exit_code = 2
 
 
 def _create(stack: ExitStack, path: Path | None) -> IO[bytes] | None:

@@ -93,6 +93,7 @@ class DeadLetter:
 
 _FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
 _TIME_FIELDS: Final = frozenset({"ts", "created_at"})
+_ID_FIELDS: Final = frozenset({"event_id", "post_id", "account_id"})
 
 
 class Decoder:
@@ -153,12 +154,9 @@ class Decoder:
 
     def _dead(self, message: Message, reason: DeadReason, detail: str) -> DeadLetter:
         posts: tuple[str, ...] = ()
-        lenient = None
-        if message.value is not None and reason is not DeadReason.TOO_LARGE and (
-            reason is not DeadReason.TOO_DEEP
-        ):
-            lenient = _lenient_object(message.value)
-        if message.topic == "posts" and lenient is not None:
+        lenient = None if message.value is None else _lenient_object(message.value)
+        within_limits = reason not in (DeadReason.TOO_LARGE, DeadReason.TOO_DEEP)
+        if message.topic == "posts" and lenient is not None and within_limits:
             posts = _string_values(lenient, "post_id")
         if posts:
             return DeadLetter(reason, detail, posts=posts)
@@ -192,9 +190,14 @@ def _structure_problem(value: bytes | str) -> tuple[DeadReason, str] | None:
     try:
         parsed = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        if "depth limit" in str(exc) or "recursion" in str(exc):
+        if "depth limit" in str(exc):
             return DeadReason.TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels"
-        return DeadReason.INVALID_JSON, f"not valid UTF-8 JSON: {exc}"
+        # orjson also refuses valid JSON it cannot represent (1e400): ask the
+        # standard library, which stays strict on NaN, BOMs and lone surrogates.
+        strict = _strict_json(value)
+        if strict is None:
+            return DeadReason.INVALID_JSON, f"not valid UTF-8 JSON: {exc}"
+        parsed = strict
     if type(parsed) is not dict:
         return DeadReason.NOT_OBJECT, f"JSON {type(parsed).__name__}, not an object"
     raw = value.encode("utf-8") if isinstance(value, str) else value
@@ -203,6 +206,19 @@ def _structure_problem(value: bytes | str) -> tuple[DeadReason, str] | None:
     if _has_duplicate_key(raw, parsed):
         return DeadReason.DUPLICATE_KEY, "an object repeats a key"
     return None
+
+
+def _strict_json(value: bytes | str) -> Any:
+    """The standard library's parse, or None where the value is not valid UTF-8 JSON."""
+    try:
+        text = value if isinstance(value, str) else value.decode("utf-8")
+        text.encode("utf-8")  # lone surrogates
+        if text.startswith("\ufeff"):
+            return None
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    return None if _has_lone_surrogate(parsed) else parsed
 
 
 def _depth(value: object) -> int:
@@ -262,9 +278,9 @@ def _lenient_object(value: bytes | str, reject_duplicates: bool = False) -> _Pai
         if text.startswith("\ufeff"):
             return None
         parsed = json.loads(text, object_pairs_hook=pairs, parse_constant=_reject_constant)
-        if not isinstance(parsed, _Pairs) or _has_lone_surrogate(parsed):
-            return None
     except (ValueError, RecursionError, _Duplicate):
+        return None
+    if not isinstance(parsed, _Pairs) or _has_lone_surrogate(parsed):
         return None
     return parsed
 
@@ -280,6 +296,9 @@ def _has_lone_surrogate(value: object) -> bool:
                 return True
         elif isinstance(item, list | tuple):
             todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item)
+            todo.extend(item.values())
     return False
 
 
@@ -301,7 +320,9 @@ def _validation_reason(message: str) -> tuple[DeadReason, str]:
             return DeadReason.BAD_TIME, "`birth_date` is not a YYYY-MM-DD date"
         return DeadReason.BAD_VALUE, f"`{field}` is not two upper-case letters"
     if "of length" in message:
-        return DeadReason.BAD_ID, message
+        if field in _ID_FIELDS:
+            return DeadReason.BAD_ID, message
+        return DeadReason.BAD_TIME if field == "birth_date" else DeadReason.BAD_VALUE, message
     if message.startswith("Expected"):
         return DeadReason.WRONG_TYPE, message
     return DeadReason.BAD_VALUE, message

@@ -23,9 +23,16 @@ Time = Annotated[
     str,
     msgspec.Meta(pattern=TIME_PATTERN, description="RFC 3339 time with a zone"),
 ]
-Date = Annotated[str, msgspec.Meta(pattern=DATE_PATTERN, description="YYYY-MM-DD")]
+# The lengths are checked as well as the patterns: `$` lets a final newline through.
+Date = Annotated[
+    str,
+    msgspec.Meta(pattern=DATE_PATTERN, min_length=10, max_length=10, description="YYYY-MM-DD"),
+]
 Country = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Z]{2}$", min_length=2, max_length=2, description="ISO 3166-1 alpha-2"
+    ),
 ]
 Kind = Literal["post", "comment", "caption", "message"]
 Audience = Literal["public", "friends", "private"]
