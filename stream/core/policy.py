@@ -35,10 +35,19 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
 
     def canonical(self) -> bytes:
-        """Sorted keys, sorted regions, no blanks: equal policies, equal bytes."""
-        data = msgspec.to_builtins(self)
-        data["regions"] = sorted(set(self.regions))
-        data["not_before"] = None if self.not_before is None else parse_time(self.not_before)
+        """What decides eligibility (ages, regions, cutoff), in one spelling:
+        policies that decide alike have equal bytes. The input limits (clock
+        skew, message size) are not part of the rule, so not of its version."""
+        data = {
+            "min_age": self.min_age,
+            "min_age_by_country": {
+                country: age
+                for country, age in self.min_age_by_country.items()
+                if age != self.min_age
+            },
+            "regions": sorted(set(self.regions)),
+            "not_before": None if self.not_before is None else parse_time(self.not_before),
+        }
         return msgspec.json.encode(data, order="sorted")
 
     @property
