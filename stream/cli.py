@@ -122,3 +122,12 @@ class UnusableFile(click.ClickException):
 
 def _create(stack: ExitStack, path: Path | None) -> IO[bytes] | None:
     return None if path is None else stack.enter_context(path.open("wb"))
+
+
+@main.command(name="contract")
+@click.argument("action", type=click.Choice(["generate", "check"]))
+def contract_command(action: str) -> None:
+    """Write topics/schemas/ from the structs, or check that it has not drifted."""
+    from stream import contract
+
+    raise SystemExit(contract.main([action]))

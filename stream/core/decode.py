@@ -26,6 +26,7 @@ from stream.core.policy import Policy
 from stream.core.times import BadTime, parse_date, parse_time_of_layout
 
 MAX_DEPTH: Final = 64
+MAX_DETAIL_CHARS: Final = 300
 
 
 class DeadReason(StrEnum):
@@ -153,6 +154,9 @@ class Decoder:
         return Decoded(event, ts, created_at, birth)
 
     def _dead(self, message: Message, reason: DeadReason, detail: str) -> DeadLetter:
+        """A dead letter with what it names (SPEC.md, "Bad input")."""
+        if len(detail) > MAX_DETAIL_CHARS:  # errors may quote the bad value
+            detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
         posts: tuple[str, ...] = ()
         lenient = None if message.value is None else _lenient_object(message.value)
         within_limits = reason not in (DeadReason.TOO_LARGE, DeadReason.TOO_DEEP)

@@ -13,6 +13,7 @@ from typing import Final, Protocol
 
 from stream.core.decode import DeadLetter, DeadReason, Decoded, Decoder, Message
 from stream.core.events import (
+    MAX_ID_CHARS,
     AccountDeleted,
     AccountUpserted,
     ObjectionFiled,
@@ -255,7 +256,7 @@ class Engine:
         """Retract the account's posts in the view that are no longer eligible.
         Posts in the view are public and not messages, so only the account's
         facts and the post's created_at can make them fail now."""
-        for post_id, created_at in state.view_items(account_id):
+        for post_id, created_at in sorted(state.view_items(account_id)):
             reasons = self.rule.account_reasons(account, created_at)
             if reasons:
                 self._retract(source, account_id, post_id, reasons, state, out)
@@ -273,7 +274,8 @@ class Engine:
                 outcome="dead_letter",
                 policy=self.rule.version,
                 source=source,
-                post_id=dead.posts[0] if dead.posts else None,
+                # the audit key: a named id that cannot be a post's stays out of it
+                post_id=next((p for p in dead.posts if len(p) <= MAX_ID_CHARS), None),
                 author=None if first_account is None else self._pseudonyms.author(first_account),
                 reasons=(dead.reason.value,),
                 detail=dead.detail,
@@ -289,7 +291,7 @@ class Engine:
             if source.topic in QUARANTINE_TOPICS:
                 account = quarantine(account or NEW_ACCOUNT, source.topic)
                 state.put_account(account_id, account)
-            for post_id, _ in state.view_items(account_id):
+            for post_id, _ in sorted(state.view_items(account_id)):
                 self._retract(source, account_id, post_id, cause, state, out)
 
     # -- outputs ---------------------------------------------------------------

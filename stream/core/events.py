@@ -23,15 +23,23 @@ Time = Annotated[
     str,
     msgspec.Meta(pattern=TIME_PATTERN, description="RFC 3339 time with a zone"),
 ]
-# The lengths are checked as well as the patterns: `$` lets a final newline through.
 Date = Annotated[
     str,
-    msgspec.Meta(pattern=DATE_PATTERN, min_length=10, max_length=10, description="YYYY-MM-DD"),
+    msgspec.Meta(
+        pattern=DATE_PATTERN,
+        min_length=10,
+        max_length=10,
+        description="YYYY-MM-DD",
+        extra_json_schema={"format": "date"},
+    ),
 ]
 Country = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Z]{2}$", min_length=2, max_length=2, description="ISO 3166-1 alpha-2"
+        pattern=r"^[A-Z]{2}$(?!\n)",
+        min_length=2,
+        max_length=2,
+        description="ISO 3166-1 alpha-2",
     ),
 ]
 Kind = Literal["post", "comment", "caption", "message"]

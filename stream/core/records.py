@@ -6,20 +6,22 @@ from typing import Literal
 
 import msgspec
 
+from stream.core.events import Country, Id, Kind
+
 
 class TrainingRecord(msgspec.Struct, frozen=True):
     """The value of a `training-ready` message, keyed by `post_id`."""
 
-    post_id: str
+    post_id: Id
     author: str  # keyed pseudonym of the account, never the raw id
     text: str
     lang: str | None
-    kind: str
+    kind: Kind
     surface: str | None
-    country: str  # the author's country when the record was published
+    country: Country  # the author's country when the record was published
     created_at: str  # the earliest created_at of the post, UTC
     policy: str  # policy version
-    event_id: str  # of the post version
+    event_id: Id  # of the post version
 
 
 class Source(msgspec.Struct, frozen=True, omit_defaults=True):

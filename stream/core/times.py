@@ -13,13 +13,14 @@ from functools import lru_cache
 # The layout the contract accepts. `T` and `Z` may be lower case; a space for
 # `T`, a missing zone or missing seconds are invalid. Field ranges are checked
 # by `datetime` itself (so `:60`, month 13 or 30 February fail).
-# `[0-9]`, not `\d`, which takes any Unicode digit. `$` also matches before a
-# final newline (in Python), so the parsers below check the exact length too.
+# `[0-9]`, not `\d`, which takes any Unicode digit. In Python `$` also matches
+# before a final newline: `(?!\n)` forbids it (and is a no-op in ECMA 262
+# regexes, which JSON Schema validators use). The parsers check lengths too.
 TIME_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$(?!\n)"
 )
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\n)"
 _DATE = re.compile(DATE_PATTERN)
 
 _TIME = re.compile(TIME_PATTERN)
