@@ -16,7 +16,7 @@ from stream.core.engine import Engine
 from stream.core.policy import PolicyError, load_policy
 from stream.eventlog import read_messages
 from stream.keys import load_pseudonymizer
-from stream.replay import Outputs, replay
+from stream.replay import POLICY_META, Outputs, replay
 from stream.store.base import StateStore
 from stream.store.memory import MemoryStore
 
@@ -98,6 +98,12 @@ def replay_command(
             raise UnusableFile(f"{exc.filename}: {exc.strerror}") from None
         store = _open_store(state, state_prefix)
         stack.callback(store.close)
+        if view is not None and store.get_meta(POLICY_META) is not None:
+            click.echo(
+                "note: the state holds earlier runs: --view lists what this run published; "
+                "retractions of earlier posts are in the audit",
+                err=True,
+            )
         bar = stack.enter_context(
             tqdm(
                 total=size, unit="B", unit_scale=True, desc="replay", disable=None,
