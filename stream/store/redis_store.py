@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final, TypeVar, cast
 
 import redis
-from redis.typing import EncodableT, FieldT
 
 from stream.core.engine import Footprint
 from stream.core.state import QUARANTINE_TOPICS, AccountState, PostState, StateAccess
@@ -43,6 +42,9 @@ _A_OBJECTED, _A_DELETED, _A_OBJECTION_TS, _A_PROFILE_TS = 0x01, 0x02, 0x04, 0x08
 _A_BIRTH, _A_COUNTRY = 0x10, 0x20
 _A_QUARANTINE: Final = {topic: 0x40 << i for i, topic in enumerate(QUARANTINE_TOPICS)}
 assert len(_A_QUARANTINE) == 2, "one flag bit per quarantine topic: the flags byte is full"
+_A_QUARANTINED_BY: Final = tuple(  # by flags >> 6
+    frozenset(t for t, bit in _A_QUARANTINE.items() if (high << 6) & bit) for high in range(4)
+)
 
 _P_DELETED, _P_VERSION_TS, _P_CREATED_AT = 0x01, 0x02, 0x04
 
@@ -144,7 +146,7 @@ def unpack_account(data: bytes) -> AccountState:
         birth_date=birth_date,
         country=country,
         deleted=bool(flags & _A_DELETED),
-        quarantined_by=frozenset(t for t, bit in _A_QUARANTINE.items() if flags & bit),
+        quarantined_by=_A_QUARANTINED_BY[flags >> 6],
     )
 
 
@@ -309,6 +311,7 @@ class RedisStore:
         self._post_key = f"{prefix}:p:".encode()
         self._view_key = f"{prefix}:v:".encode()
         self.account_buckets, self.post_buckets = self._settle_layout(buckets, post_buckets)
+        self._shas = {script: client.script_load(script) for script in (_LOAD, _COMMIT)}
 
     @classmethod
     def from_url(
@@ -348,12 +351,6 @@ class RedisStore:
                 )
         return int(stored[1]), int(stored[2])
 
-    def _account_bucket(self, account_id: bytes) -> bytes:
-        return self._account_key + b"%d" % (zlib.crc32(account_id) % self.account_buckets)
-
-    def _post_bucket(self, post_id: bytes) -> bytes:
-        return self._post_key + b"%d" % (zlib.crc32(post_id) % self.post_buckets)
-
     # StateStore
 
     def load(self, footprints: Iterable[Footprint]) -> StateAccess:
@@ -370,28 +367,28 @@ class RedisStore:
         for account_id in views:
             wanted_entries.pop(account_id, None)
 
-        pipe = self._redis.pipeline(transaction=False)
-        account_reads = _by_bucket(accounts, self._account_bucket)
-        post_reads = _by_bucket(posts, self._post_bucket)
-        for key, ids in account_reads:
-            pipe.hmget(key, [_id_bytes(i) for i in ids])
-        for key, ids in post_reads:
-            pipe.hmget(key, [_id_bytes(i) for i in ids])
-        for account_id in views:
-            pipe.hgetall(self._view_key + _id_bytes(account_id))
+        account_reads = _by_bucket(accounts, self._account_key, self.account_buckets)
+        post_reads = _by_bucket(posts, self._post_key, self.post_buckets)
         entry_reads = list(wanted_entries.items())
+        reads = _Args()
+        for key, _, fields in account_reads:
+            reads.hmget(key, fields)
+        for key, _, fields in post_reads:
+            reads.hmget(key, fields)
+        for account_id in views:
+            reads.hgetall(self._view_key + _id_bytes(account_id))
         for account_id, post_ids in entry_reads:
-            pipe.hmget(self._view_key + _id_bytes(account_id), [_id_bytes(p) for p in post_ids])
-        replies = iter(pipe.execute() if len(pipe) else ())
+            reads.hmget(self._view_key + _id_bytes(account_id), map(_id_bytes, post_ids))
+        replies = iter(self._read(reads))
 
         loaded_accounts: dict[str, AccountState | None] = {}
-        for key, ids in account_reads:
+        for key, ids, _ in account_reads:
             for account_id, raw in zip(ids, next(replies), strict=True):
                 loaded_accounts[account_id] = (
                     None if raw is None else _unpack("account", key, unpack_account, raw)
                 )
         loaded_posts: dict[str, PostState | None] = {}
-        for key, ids in post_reads:
+        for key, ids, _ in post_reads:
             for post_id, raw in zip(ids, next(replies), strict=True):
                 loaded_posts[post_id] = (
                     None if raw is None else _unpack("post", key, unpack_post, raw)
@@ -413,16 +410,43 @@ class RedisStore:
             ):
                 owners.setdefault(post.owner, {})[post_id] = None
         if owners:
-            pipe = self._redis.pipeline(transaction=False)
+            reads = _Args()
             for owner, post_ids in owners.items():
-                pipe.hmget(self._view_key + _id_bytes(owner), [_id_bytes(p) for p in post_ids])
-            for (owner, post_ids), reply in zip(owners.items(), pipe.execute(), strict=True):
+                reads.hmget(self._view_key + _id_bytes(owner), map(_id_bytes, post_ids))
+            for (owner, post_ids), reply in zip(owners.items(), self._read(reads), strict=True):
                 self._entries(entries, owner, post_ids, reply)
         return RedisBatch(self, loaded_accounts, loaded_posts, loaded_views, entries)
 
-    def _view(self, account_id: str, reply: Mapping[bytes, bytes]) -> dict[str, int]:
+    def _read(self, reads: _Args) -> list[list[bytes | None]]:
+        if not reads.keys:
+            return []
+        return cast(list[list[bytes | None]], self._run(_LOAD, reads, transaction=False))
+
+    def _run(self, script: str, args: _Args, *, transaction: bool) -> object:
+        """One EVALSHA in its own pipeline, MULTI/EXEC when `transaction`.
+
+        A batch's reads (or writes) go as one script call: one command for
+        redis-py to pack and one reply to parse instead of one per hash, which
+        cost the client far more than the hash commands cost Redis."""
+        for retry in (False, True):
+            pipe = self._redis.pipeline(transaction=transaction)
+            pipe.evalsha(self._shas[script], len(args.keys), *args.keys, *args.counts, *args.args)
+            try:
+                return pipe.execute()[0]
+            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+                if retry:
+                    raise
+                self._shas[script] = self._redis.script_load(script)
+        raise AssertionError("unreachable")
+
+    def _view(self, account_id: str, reply: list[bytes | None]) -> dict[str, int]:
+        """`reply` is HGETALL's flat field, value, field, value... list."""
         key = self._view_key + _id_bytes(account_id)
-        return {_id_text(p): _unpack("view entry", key, unpack_time, c) for p, c in reply.items()}
+        it = iter(reply)
+        return {
+            _id_text(_present(p)): _unpack("view entry", key, unpack_time, _present(c))
+            for p, c in zip(it, it, strict=True)
+        }
 
     def _entries(
         self,
@@ -440,26 +464,27 @@ class RedisStore:
     def commit(self, batch: StateAccess) -> None:
         if not isinstance(batch, RedisBatch) or batch.store is not self:
             raise TypeError("commit takes a batch that this store's load() returned")
-        pipe = self._redis.pipeline(transaction=True)
-        for key, ids in _by_bucket(batch.dirty_accounts, self._account_bucket):
-            pipe.hset(key, mapping={
-                _id_bytes(i): pack_account(batch.dirty_accounts[i]) for i in ids
-            })
-        for key, ids in _by_bucket(batch.dirty_posts, self._post_bucket):
-            pipe.hset(key, mapping={_id_bytes(i): pack_post(batch.dirty_posts[i]) for i in ids})
-        puts: dict[str, dict[FieldT, EncodableT]] = {}
-        dels: dict[str, list[bytes]] = {}
+        writes = _Args()
+        accounts, posts = batch.dirty_accounts, batch.dirty_posts
+        for key, ids, fields in _by_bucket(accounts, self._account_key, self.account_buckets):
+            writes.hset(key, fields, [pack_account(accounts[i]) for i in ids])
+        for key, ids, fields in _by_bucket(posts, self._post_key, self.post_buckets):
+            writes.hset(key, fields, [pack_post(posts[i]) for i in ids])
+        puts: dict[str, tuple[list[bytes], list[bytes]]] = {}
+        dels: dict[str, list[str]] = {}
         for (account_id, post_id), created_at in batch.view_writes.items():
             if created_at is None:
-                dels.setdefault(account_id, []).append(_id_bytes(post_id))
+                dels.setdefault(account_id, []).append(post_id)
             else:
-                puts.setdefault(account_id, {})[_id_bytes(post_id)] = pack_time(created_at)
-        for account_id, fields in dels.items():
-            pipe.hdel(self._view_key + _id_bytes(account_id), *fields)
-        for account_id, mapping in puts.items():
-            pipe.hset(self._view_key + _id_bytes(account_id), mapping=mapping)
-        if len(pipe):
-            pipe.execute()
+                fields, values = puts.setdefault(account_id, ([], []))
+                fields.append(_id_bytes(post_id))
+                values.append(pack_time(created_at))
+        for account_id, post_ids in dels.items():
+            writes.hdel(self._view_key + _id_bytes(account_id), map(_id_bytes, post_ids))
+        for account_id, (fields, values) in puts.items():
+            writes.hset(self._view_key + _id_bytes(account_id), fields, values)
+        if writes.keys:
+            self._run(_COMMIT, writes, transaction=True)
         batch.dirty_accounts.clear()
         batch.dirty_posts.clear()
         batch.view_writes.clear()
@@ -492,16 +517,113 @@ class RedisStore:
         self._redis.close()
 
 
+# Both scripts take KEYS, the hashes, and ARGV: first one count per key, then
+# the counted arguments of each key in turn. Redis' Lua unpacks at most 8000
+# values at once, so long runs of fields go in chunks (even-sized, for pairs).
+
+# Count n > 0: HMGET of the next n fields; 0: HGETALL. One reply per key, in order.
+_LOAD: Final = """
+local function hmget(key, first, last)
+  if last - first < 1000 then
+    return redis.call('HMGET', key, unpack(ARGV, first, last))
+  end
+  local values = {}
+  for from = first, last, 1000 do
+    local chunk = redis.call('HMGET', key, unpack(ARGV, from, math.min(last, from + 999)))
+    for _, value in ipairs(chunk) do
+      values[#values + 1] = value
+    end
+  end
+  return values
+end
+
+local out, next_arg = {}, #KEYS + 1
+for i, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[i])
+  if count == 0 then
+    out[i] = redis.call('HGETALL', key)
+  else
+    out[i] = hmget(key, next_arg, next_arg + count - 1)
+    next_arg = next_arg + count
+  end
+end
+return out
+"""
+
+# Count n > 0: HSET of the next n field, value pairs; n < 0: HDEL of the next -n fields.
+_COMMIT: Final = """
+local next_arg = #KEYS + 1
+for i, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[i])
+  local command, last = 'HSET', next_arg + 2 * count - 1
+  if count < 0 then command, last = 'HDEL', next_arg - count - 1 end
+  for from = next_arg, last, 1000 do
+    redis.call(command, key, unpack(ARGV, from, math.min(last, from + 999)))
+  end
+  next_arg = last + 1
+end
+return #KEYS
+"""
+
+
+class _Args:
+    """One call of `_LOAD` or `_COMMIT`: its keys, their counts, the rest of ARGV."""
+
+    __slots__ = ("args", "counts", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.counts: list[int] = []
+        self.args: list[bytes] = []
+
+    def _add(self, key: bytes, count: int) -> None:
+        self.keys.append(key)
+        self.counts.append(count)
+
+    def hmget(self, key: bytes, fields: Iterable[bytes]) -> None:
+        start = len(self.args)
+        self.args.extend(fields)
+        self._add(key, len(self.args) - start)
+
+    def hgetall(self, key: bytes) -> None:
+        self._add(key, 0)
+
+    def hset(self, key: bytes, fields: list[bytes], values: list[bytes]) -> None:
+        pairs = [b""] * (2 * len(fields))
+        pairs[::2] = fields
+        pairs[1::2] = values
+        self.args += pairs
+        self._add(key, len(fields))
+
+    def hdel(self, key: bytes, fields: Iterable[bytes]) -> None:
+        start = len(self.args)
+        self.args.extend(fields)
+        self._add(key, start - len(self.args))
+
+
+def _present(value: bytes | None) -> bytes:
+    if value is None:
+        raise CorruptStateError("a whole-hash read returned a nil")
+    return value
+
+
 def _raw(reply: bytes | str) -> bytes:
     """Replies are bytes (decode_responses=False); the client's types allow str."""
     return reply if isinstance(reply, bytes) else reply.encode()
 
 
 def _by_bucket(
-    ids: Iterable[str], bucket: Callable[[bytes], bytes]
-) -> list[tuple[bytes, list[str]]]:
-    """Ids grouped per bucket key, so each bucket costs one command."""
-    groups: dict[bytes, list[str]] = {}
+    ids: Iterable[str], prefix: bytes, buckets: int
+) -> list[tuple[bytes, list[str], list[bytes]]]:
+    """Ids grouped per bucket key, so each bucket costs one command, with
+    their fields (the ids as bytes)."""
+    groups: dict[int, tuple[list[str], list[bytes]]] = {}
     for item in ids:
-        groups.setdefault(bucket(_id_bytes(item)), []).append(item)
-    return list(groups.items())
+        field = _id_bytes(item)
+        bucket = zlib.crc32(field) % buckets
+        group = groups.get(bucket)
+        if group is None:
+            groups[bucket] = group = ([], [])
+        group[0].append(item)
+        group[1].append(field)
+    return [(prefix + b"%d" % bucket, *group) for bucket, group in groups.items()]
