@@ -64,6 +64,8 @@ def _open_store(state: str, prefix: str) -> StateStore:
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Policy file (JSON); default: min age 18, EU27 + IS, LI, NO.")
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--rate", default=0.0, type=click.FloatRange(min=0), show_default=True,
+              help="Without --offline: produce at most N events/s (0: unlimited).")
 def replay_command(
     log: Path,
     offline: bool,
@@ -74,12 +76,12 @@ def replay_command(
     state_prefix: str,
     policy_path: Path | None,
     batch_size: int,
+    rate: float,
 ) -> None:
     """Apply an event log (kcat -J envelope) and write the view, audit and dead letters."""
     if not offline:
-        raise click.UsageError(
-            "producing a log to Kafka comes with the worker; use --offline to apply it here"
-        )
+        _produce_to_kafka(log, rate)
+        return
     try:
         policy = load_policy(policy_path)
     except PolicyError as exc:
@@ -137,3 +139,147 @@ def contract_command(action: str) -> None:
     from stream import contract
 
     raise SystemExit(contract.main([action]))
+
+
+# --- Kafka: producing a log, the topics, the view (stream/kafka/) ---
+
+_OFFLINE_ONLY = ("view_path", "audit_path", "dlq_path", "state", "state_prefix", "policy_path",
+                 "batch_size")
+
+
+def _produce_to_kafka(log: Path, rate: float) -> None:
+    """`replay` without --offline: produce the log to the input topics, as upstream would."""
+    ctx = click.get_current_context()
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name in _OFFLINE_ONLY
+        and ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} only with --offline: without it the log is produced to Kafka "
+            "(the worker applies it there)"
+        )
+    from stream.kafka import KafkaToolError
+    from stream.kafka.produce import replay_to_kafka
+
+    try:
+        summary = replay_to_kafka(log, rate)
+    except OSError as exc:
+        raise UnusableFile(f"{exc.filename}: {exc.strerror}") from None
+    except KafkaToolError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary.render())
+    if summary.failed:
+        raise click.ClickException(
+            f"{summary.failed} deliveries failed, the first: {summary.first_error}"
+        )
+
+
+@main.group(name="topics")
+def topics_group() -> None:
+    """Create or check the six topics of topics/*.yaml (names: ELIGIBILITY_TOPIC_PREFIX +
+    the contract's; cluster: ELIGIBILITY_KAFKA_BROKERS)."""
+
+
+@topics_group.command(name="create")
+@click.option("--partitions", type=click.IntRange(1),
+              help="Partitions of every topic instead of the spec's (the inputs stay equal).")
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(1),
+              help="Replicas per partition (the spec asks 3 of a production cluster); "
+                   "min.insync.replicas is capped at it.")
+def topics_create_command(partitions: int | None, replication_factor: int) -> None:
+    """Create the topics; existing ones are verified instead (exit 1 on problems)."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream.kafka import KafkaToolError
+    from stream.kafka.client import KafkaSettings
+    from stream.kafka.topics import create_topics
+
+    try:
+        settings = KafkaSettings.from_env()
+        admin = AdminClient(settings.admin_config())
+        report = create_topics(admin, settings, partitions, replication_factor)
+    except KafkaToolError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in report.created:
+        click.echo(f"created {name}")
+    for name in report.existing:
+        click.echo(f"exists  {name}")
+    _fail_on(report.problems)
+
+
+@topics_group.command(name="verify")
+@click.option("--partitions", type=click.IntRange(1),
+              help="Expect this partition count of every topic instead of the spec's.")
+def topics_verify_command(partitions: int | None) -> None:
+    """Check the topics against the spec: existence, partitions, configs (exit 1 on problems)."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream.kafka import KafkaToolError
+    from stream.kafka.client import KafkaSettings
+    from stream.kafka.topics import ALL_TOPICS, verify_topics
+
+    try:
+        settings = KafkaSettings.from_env()
+        admin = AdminClient(settings.admin_config())
+        problems = verify_topics(admin, settings, ALL_TOPICS, partitions)
+    except KafkaToolError as exc:
+        raise click.ClickException(str(exc)) from None
+    _fail_on(problems)
+    click.echo(f"ok: the {len(ALL_TOPICS)} topics are as specified")
+
+
+def _fail_on(problems: list[str]) -> None:
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"{len(problems)} problem(s) with the topics")
+
+
+@main.command(name="view")
+@click.option("--view", "view_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the view here instead of stdout.")
+def view_command(view_path: Path | None) -> None:
+    """Read training-ready from the beginning to its current end and write the view: the
+    latest record per post, sorted by post_id, as `replay --offline --view` writes it."""
+    from stream.kafka import KafkaToolError
+    from stream.kafka.client import KafkaSettings
+    from stream.kafka.view import read_view, write_view
+
+    try:
+        view = read_view(KafkaSettings.from_env())
+    except KafkaToolError as exc:
+        raise click.ClickException(str(exc)) from None
+    if view_path is None:
+        write_view(view, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with view_path.open("wb") as out:
+            write_view(view, out)
+    except OSError as exc:
+        raise UnusableFile(f"{exc.filename}: {exc.strerror}") from None
+
+
+@main.command(
+    name="worker",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.option("--loglevel", "-l", default="info", show_default=True)
+@click.pass_context
+def worker_command(ctx: click.Context, loglevel: str) -> None:
+    """Run the always-on filter: Faust agents on Kafka, state in Redis.
+
+    Settings come from ELIGIBILITY_* environment variables (README). Extra
+    arguments go to Faust's worker command."""
+    from stream.app import StartupError, create_app
+    from stream.settings import SettingsError, WorkerSettings
+
+    try:
+        app = create_app(WorkerSettings.from_env())
+    except (StartupError, SettingsError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.argv = ["eligibility", "worker", "--loglevel", loglevel, *ctx.args]
+    app.main()

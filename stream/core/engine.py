@@ -281,11 +281,8 @@ class Engine:
                 detail=dead.detail,
             )
         )
+        self._retract_named(source, dead.posts, state, out)
         cause = (Reason.QUARANTINED,)
-        for post_id in dead.posts:
-            post = state.get_post(post_id)
-            if post is not None and state.view_get(post.owner, post_id) is not None:
-                self._retract(source, post.owner, post_id, cause, state, out)
         for account_id in dead.accounts:
             account = state.get_account(account_id)
             if source.topic in QUARANTINE_TOPICS:
@@ -293,6 +290,24 @@ class Engine:
                 state.put_account(account_id, account)
             for post_id, _ in sorted(state.view_items(account_id)):
                 self._retract(source, account_id, post_id, cause, state, out)
+
+    def retract_named(
+        self, message: Message, post_ids: Iterable[str], state: StateAccess
+    ) -> Outcome:
+        """Posts a dead letter named where their owner's state is not written
+        (the worker of another partition forwards them here)."""
+        out = Outcome()
+        source = Source(message.topic, message.partition, message.offset, message.line)
+        self._retract_named(source, post_ids, state, out)
+        return out
+
+    def _retract_named(
+        self, source: Source, post_ids: Iterable[str], state: StateAccess, out: Outcome
+    ) -> None:
+        for post_id in post_ids:
+            post = state.get_post(post_id)
+            if post is not None and state.view_get(post.owner, post_id) is not None:
+                self._retract(source, post.owner, post_id, (Reason.QUARANTINED,), state, out)
 
     # -- outputs ---------------------------------------------------------------
 

@@ -60,6 +60,10 @@ class AuditRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     author: str | None = None
     reasons: tuple[str, ...] = ()  # rule reasons, a retraction's cause, or the dead-letter reason
     detail: str | None = None  # dead letters: the error in words
+    # The worker's order of application within the source's partition (the
+    # audit topic is partitioned by post and author, so its own order is
+    # lost); offline, the order of the audit file is the order.
+    seq: int | None = None
 
     @property
     def key(self) -> str | None:

@@ -7,7 +7,8 @@ write per batch, whatever the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from stream.core.engine import Footprint
@@ -32,3 +33,13 @@ class StateStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """What the state table knows of one input partition (the worker's)."""
+
+    offsets: Mapping[str, int]  # input topic -> last applied offset
+    outbox: bytes | None  # outputs of the last committed batch, maybe not all sent
+    policy: str | None  # the policy version its posts in the view were judged by
+    seq: int = 0  # messages applied so far: numbers the audit records in order

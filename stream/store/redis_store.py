@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final, TypeVar, cast
 
 import redis
 
 from stream.core.engine import Footprint
 from stream.core.state import QUARANTINE_TOPICS, AccountState, PostState, StateAccess
+from stream.store.base import PartitionState
 
 LAYOUT: Final = "1"  # bump when a packing changes: old state is then refused, not misread
 META_LAYOUT: Final = "store.layout"
@@ -311,7 +312,8 @@ class RedisStore:
         self._post_key = f"{prefix}:p:".encode()
         self._view_key = f"{prefix}:v:".encode()
         self.account_buckets, self.post_buckets = self._settle_layout(buckets, post_buckets)
-        self._shas = {script: client.script_load(script) for script in (_LOAD, _COMMIT)}
+        self._part_key = f"{prefix}:part:".encode()
+        self._shas = {script: client.script_load(script) for script in (_LOAD, _COMMIT, _CLAIM)}
 
     @classmethod
     def from_url(
@@ -353,7 +355,12 @@ class RedisStore:
 
     # StateStore
 
-    def load(self, footprints: Iterable[Footprint]) -> StateAccess:
+    def load(
+        self, footprints: Iterable[Footprint], owns: Callable[[str], bool] | None = None
+    ) -> StateAccess:
+        """`owns` (the worker's): accounts whose view this batch may read and
+        write; another's view entries read as absent, so the batch never
+        writes state that another partition's owner writes."""
         accounts: dict[str, None] = {}
         posts: dict[str, None] = {}
         views: dict[str, None] = {}
@@ -405,9 +412,11 @@ class RedisStore:
         # owner's entry for that post.
         owners: dict[str, dict[str, None]] = {}
         for post_id, post in loaded_posts.items():
-            if post is not None and post.owner not in loaded_views and (
-                (post.owner, post_id) not in entries
-            ):
+            if post is None or post.owner in loaded_views or (post.owner, post_id) in entries:
+                continue
+            if owns is not None and not owns(post.owner):
+                entries[post.owner, post_id] = None
+            else:
                 owners.setdefault(post.owner, {})[post_id] = None
         if owners:
             reads = _Args()
@@ -420,9 +429,12 @@ class RedisStore:
     def _read(self, reads: _Args) -> list[list[bytes | None]]:
         if not reads.keys:
             return []
-        return cast(list[list[bytes | None]], self._run(_LOAD, reads, transaction=False))
+        reply = self._run(_LOAD, reads.keys, [*reads.counts, *reads.args], transaction=False)
+        return cast(list[list[bytes | None]], reply)
 
-    def _run(self, script: str, args: _Args, *, transaction: bool) -> object:
+    def _run(
+        self, script: str, keys: list[bytes], args: list[bytes | int], *, transaction: bool
+    ) -> object:
         """One EVALSHA in its own pipeline, MULTI/EXEC when `transaction`.
 
         A batch's reads (or writes) go as one script call: one command for
@@ -430,7 +442,7 @@ class RedisStore:
         cost the client far more than the hash commands cost Redis."""
         for retry in (False, True):
             pipe = self._redis.pipeline(transaction=transaction)
-            pipe.evalsha(self._shas[script], len(args.keys), *args.keys, *args.counts, *args.args)
+            pipe.evalsha(self._shas[script], len(keys), *keys, *args)
             try:
                 return pipe.execute()[0]
             except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
@@ -462,9 +474,15 @@ class RedisStore:
             )
 
     def commit(self, batch: StateAccess) -> None:
+        self._commit(batch, _Args())
+
+    def _commit(self, batch: StateAccess | None, writes: _Args) -> bool:
+        """One MULTI/EXEC: the batch's changes plus `writes`, all or nothing;
+        False (and nothing written) when `writes` carries a fence that fails."""
+        if batch is None:
+            return self._write(writes)
         if not isinstance(batch, RedisBatch) or batch.store is not self:
             raise TypeError("commit takes a batch that this store's load() returned")
-        writes = _Args()
         accounts, posts = batch.dirty_accounts, batch.dirty_posts
         for key, ids, fields in _by_bucket(accounts, self._account_key, self.account_buckets):
             writes.hset(key, fields, [pack_account(accounts[i]) for i in ids])
@@ -483,11 +501,106 @@ class RedisStore:
             writes.hdel(self._view_key + _id_bytes(account_id), map(_id_bytes, post_ids))
         for account_id, (fields, values) in puts.items():
             writes.hset(self._view_key + _id_bytes(account_id), fields, values)
-        if writes.keys:
-            self._run(_COMMIT, writes, transaction=True)
+        if not self._write(writes):
+            return False
         batch.dirty_accounts.clear()
         batch.dirty_posts.clear()
         batch.view_writes.clear()
+        return True
+
+    def _write(self, writes: _Args) -> bool:
+        if not writes.keys and not writes.fence:
+            return True
+        fence = writes.fence
+        done = self._run(
+            _COMMIT,
+            [*fence, *writes.keys],
+            [len(fence), *fence.values(), *writes.counts, *writes.args],
+            transaction=True,
+        )
+        return bool(done)
+
+    # The worker's partitions: `{prefix}:part:<n>` holds the generation that
+    # owns the partition, each input topic's last applied offset, the outbox
+    # of its last committed batch and the policy its view was judged by.
+
+    def _partition_key(self, partition: int) -> bytes:
+        return self._part_key + b"%d" % partition
+
+    def claim(self, fence: Mapping[int, int]) -> None:
+        """Take partitions for a consumer group generation; an older
+        generation's claim is replaced, a newer one is kept."""
+        keys = [self._partition_key(p) for p in fence]
+        if keys:
+            self._run(_CLAIM, keys, [b"%d" % g for g in fence.values()], transaction=False)
+
+    def fence_holds(self, fence: Mapping[int, int]) -> bool:
+        pipe = self._redis.pipeline(transaction=False)
+        for partition in fence:
+            pipe.hget(self._partition_key(partition), "gen")
+        held = pipe.execute()
+        return all(
+            h is not None and int(h) == g for h, g in zip(held, fence.values(), strict=True)
+        )
+
+    def commit_partitions(
+        self,
+        batch: StateAccess | None,
+        fence: Mapping[int, int],
+        offsets: Mapping[tuple[str, int], int],
+        outbox: Mapping[int, bytes],
+        policies: Mapping[int, str] | None = None,
+        sequences: Mapping[int, int] | None = None,
+    ) -> bool:
+        """The batch's state, applied offsets, outboxes (and policy versions,
+        audit sequence numbers) in one transaction, if every partition is
+        still claimed by `fence`."""
+        writes = _Args()
+        writes.fence = {self._partition_key(p): b"%d" % g for p, g in fence.items()}
+        fields: dict[int, tuple[list[bytes], list[bytes]]] = {}
+        for (topic, partition), offset in offsets.items():
+            names, values = fields.setdefault(partition, ([], []))
+            names.append(b"off:" + topic.encode())
+            values.append(b"%d" % offset)
+        for partition, data in outbox.items():
+            names, values = fields.setdefault(partition, ([], []))
+            names.append(b"outbox")
+            values.append(data)
+        for partition, version in (policies or {}).items():
+            names, values = fields.setdefault(partition, ([], []))
+            names.append(b"policy")
+            values.append(version.encode())
+        for partition, seq in (sequences or {}).items():
+            names, values = fields.setdefault(partition, ([], []))
+            names.append(b"seq")
+            values.append(b"%d" % seq)
+        for partition, (names, values) in fields.items():
+            writes.hset(self._partition_key(partition), names, values)
+        return self._commit(batch, writes)
+
+    def partition_state(self, partition: int) -> PartitionState:
+        raw = self._redis.hgetall(self._partition_key(partition))
+        fields = {_raw(k): _raw(v) for k, v in raw.items()}
+        offsets = {
+            name[4:].decode(): int(value)
+            for name, value in fields.items()
+            if name.startswith(b"off:")
+        }
+        policy = fields.get(b"policy")
+        return PartitionState(
+            offsets,
+            fields.get(b"outbox") or None,
+            None if policy is None else policy.decode(),
+            int(fields.get(b"seq", b"0")),
+        )
+
+    def check_serving(self) -> list[str]:
+        """Why this Redis must not hold the worker's state, if it must not:
+        an evicted objection would be a silent leak."""
+        policy = self._redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        if policy != "noeviction":
+            return [f"Redis maxmemory-policy is {policy!r}, the worker needs 'noeviction'"]
+        return []
 
     def get_meta(self, name: str) -> str | None:
         value = self._redis.hget(self._meta, name)
@@ -550,11 +663,21 @@ end
 return out
 """
 
-# Count n > 0: HSET of the next n field, value pairs; n < 0: HDEL of the next -n fields.
+# ARGV[1] = f: the first f KEYS are partition hashes whose `gen` must equal the
+# next f ARGV (the fence), else nothing is written and 0 returned. Then, per
+# remaining key, a count n > 0: HSET of the next n field, value pairs; n < 0:
+# HDEL of the next -n fields.
 _COMMIT: Final = """
-local next_arg = #KEYS + 1
-for i, key in ipairs(KEYS) do
-  local count = tonumber(ARGV[i])
+local fenced = tonumber(ARGV[1])
+for i = 1, fenced do
+  if redis.call('HGET', KEYS[i], 'gen') ~= ARGV[1 + i] then
+    return 0
+  end
+end
+local next_arg = #KEYS + 2
+for i = fenced + 1, #KEYS do
+  local key = KEYS[i]
+  local count = tonumber(ARGV[1 + i])
   local command, last = 'HSET', next_arg + 2 * count - 1
   if count < 0 then command, last = 'HDEL', next_arg - count - 1 end
   for from = next_arg, last, 1000 do
@@ -562,19 +685,32 @@ for i, key in ipairs(KEYS) do
   end
   next_arg = last + 1
 end
-return #KEYS
+return 1
+"""
+
+# Each partition hash in KEYS takes generation ARGV[i] unless it holds a newer one.
+_CLAIM: Final = """
+for i, key in ipairs(KEYS) do
+  local held = redis.call('HGET', key, 'gen')
+  if not held or tonumber(held) < tonumber(ARGV[i]) then
+    redis.call('HSET', key, 'gen', ARGV[i])
+  end
+end
+return 1
 """
 
 
 class _Args:
-    """One call of `_LOAD` or `_COMMIT`: its keys, their counts, the rest of ARGV."""
+    """One call of `_LOAD` or `_COMMIT`: its keys, their counts, the rest of
+    ARGV, and (commits only) the fence: partition key -> generation."""
 
-    __slots__ = ("args", "counts", "keys")
+    __slots__ = ("args", "counts", "fence", "keys")
 
     def __init__(self) -> None:
         self.keys: list[bytes] = []
         self.counts: list[int] = []
         self.args: list[bytes] = []
+        self.fence: dict[bytes, bytes] = {}
 
     def _add(self, key: bytes, count: int) -> None:
         self.keys.append(key)

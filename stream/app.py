@@ -1,0 +1,249 @@
+"""The Faust worker: the composition root that wires the core to Kafka and Redis.
+
+`eligibility worker` (or `python -m stream worker`) runs it. One agent with
+concurrency 1 consumes the three co-partitioned input topics; Faust's own
+partition assignor (used because `table_standby_replicas` stays at its
+default of 1) gives one worker all three topics' partition n, so an account's
+events are applied by one worker, in order. Everything else is in
+`stream.worker.batch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import faust
+import redis
+from confluent_kafka.admin import AdminClient
+from faust.types import TP
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from stream.clock import SystemClock
+from stream.core.engine import Engine
+from stream.core.events import INPUT_TOPICS
+from stream.core.policy import load_policy
+from stream.kafka.client import KafkaSettings
+from stream.kafka.topics import OUTPUT_TOPICS, verify_topics
+from stream.keys import load_pseudonymizer
+from stream.settings import WorkerSettings
+from stream.store.redis_store import RedisStore
+from stream.worker.batch import BatchWorker, Fenced, Incoming
+from stream.worker.outputs import OutputMessage
+
+log = logging.getLogger("eligibility.worker")
+T = TypeVar("T")
+
+# Exit codes of a hard stop: nothing of the batch in hand is acknowledged.
+EXIT_FENCED = 75  # another worker owns a partition now
+EXIT_BUG = 70  # an unexpected error: restarting redelivers the batch
+EXIT_TEST_CRASH = 86  # ELIGIBILITY_TEST_CRASH_AFTER_COMMIT
+
+META_PARTITIONS = "input_partitions"
+# Errors after which the same call may succeed: Redis restarting, failing over, away.
+TRANSIENT_REDIS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.ReadOnlyError,
+)
+
+
+class StartupError(RuntimeError):
+    """The worker must not run: topics, Redis or state do not match what it expects."""
+
+
+def hard_exit(code: int) -> None:
+    """End the process now: no `finally`, no acknowledgement of the batch in hand.
+    Faust acks a batch whenever its generator closes, whatever the reason."""
+    logging.shutdown()
+    os._exit(code)
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    """Checks the topics and the state, then builds the app (raises
+    `StartupError` with every problem found)."""
+    kafka = settings.kafka
+    engine = Engine(
+        load_policy(settings.policy_file),
+        load_pseudonymizer(allow_dev=settings.dev_mode),
+        SystemClock(),
+    )
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.state_prefix)
+    partitions = check_world(settings, store, kafka)
+    app = faust.App(
+        settings.group_id,
+        broker=[f"kafka://{b.strip()}" for b in kafka.brokers.split(",")],
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_commit_interval=settings.commit_interval_ms / 1000,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_ms / 3000),
+        producer_request_timeout=30.0,
+        producer_max_request_size=5_242_880,
+        consumer_max_fetch_size=2_097_152,
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    logical = {kafka.topic(name): name for name in INPUT_TOPICS}
+    source = app.topic(
+        *logical, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    retry = make_retry()
+    worker = BatchWorker(
+        engine,
+        store,
+        FaustPublisher(app, kafka),
+        partitions,
+        retry,
+        after_commit=(lambda: hard_exit(EXIT_TEST_CRASH)) if settings.crash_after_commit else None,
+    )
+    log.info(
+        "worker ready: %d input partitions, policy %s, state prefix %r",
+        partitions, engine.policy_version, settings.state_prefix,
+    )
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        assigned: set[TP] = args[0]  # the whole new assignment
+        mine = sorted({tp.partition for tp in assigned if tp.topic in logical})
+        generation = int(app.consumer_generation_id)
+        await retry(worker.assign, mine, generation)
+        log.info("assigned partitions %s in generation %d", mine, generation)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        revoked: set[TP] = args[0]
+        worker.revoke({tp.partition for tp in revoked if tp.topic in logical})
+
+    @app.agent(source, concurrency=1)
+    async def apply_events(stream: Any) -> None:
+        within = settings.batch_within_ms / 1000
+        async for events in stream.take_events(settings.batch_size, within):
+            # No exception may leave this loop: Faust would acknowledge the batch.
+            try:
+                records = [_incoming(event.message, logical) for event in events]
+                stats = await worker.process(records)
+            except Fenced as exc:
+                log.error("fenced, stopping: %s", exc)
+                hard_exit(EXIT_FENCED)
+            except BaseException:
+                log.exception("unexpected error, stopping without acknowledging the batch")
+                hard_exit(EXIT_BUG)
+            log.info(
+                "batch: %d applied, %d skipped, %d forwarded, %d sent",
+                stats.applied, stats.skipped, stats.forwarded, stats.sent,
+            )
+    return app
+
+
+def check_world(settings: WorkerSettings, store: RedisStore, kafka: KafkaSettings) -> int:
+    """Refuse to start on anything that would make the filter wrong; the
+    number of input partitions otherwise."""
+    problems = store.check_serving()
+    admin = AdminClient(kafka.admin_config())
+    metadata = admin.list_topics(timeout=30)
+    posts = metadata.topics.get(kafka.topic("posts"))
+    if posts is None or posts.error is not None:
+        raise StartupError(f"{kafka.topic('posts')}: missing (run `eligibility topics create`)")
+    partitions = len(posts.partitions)
+    problems += verify_topics(admin, kafka, INPUT_TOPICS, partitions)
+    for name in OUTPUT_TOPICS:
+        topic = metadata.topics.get(kafka.topic(name))
+        count = len(topic.partitions) if topic is not None and topic.error is None else None
+        problems += verify_topics(admin, kafka, [name], count)
+    recorded = store.get_meta(META_PARTITIONS)
+    if recorded is None:
+        store.set_meta(META_PARTITIONS, str(partitions))
+    elif int(recorded) != partitions:
+        problems.append(
+            f"the state was built with {recorded} input partitions, the topics have "
+            f"{partitions}: accounts would move between partitions (rebuild the state)"
+        )
+    if problems:
+        raise StartupError("refusing to start:\n  " + "\n  ".join(problems))
+    return partitions
+
+
+def make_retry() -> Any:
+    """Retries a blocking state-table call in place until Redis answers, with
+    capped exponential backoff; nothing is published meanwhile."""
+
+    async def retry(fn: Callable[..., T], /, *args: Any) -> T:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_REDIS),
+            wait=wait_exponential(multiplier=0.05, max=5.0),
+            before_sleep=_log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                return fn(*args)
+        raise AssertionError("unreachable")
+
+    return retry
+
+
+def _log_retry(state: Any) -> None:
+    log.warning(
+        "Redis unavailable (%s): paused, retry %d", state.outcome.exception(), state.attempt_number
+    )
+
+
+class FaustPublisher:
+    """Sends output messages with Faust's producer and waits for every delivery."""
+
+    def __init__(self, app: faust.App, kafka: KafkaSettings) -> None:
+        self._app = app
+        self._kafka = kafka
+
+    async def __call__(self, messages: Sequence[OutputMessage]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._send(messages)
+                return
+            except Exception as exc:  # Kafka errors come in many kinds; the sends are idempotent
+                log.warning("sending %d messages failed (%s); retrying", len(messages), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _send(self, messages: Sequence[OutputMessage]) -> None:
+        producer = self._app.producer
+        futures = []
+        for message in messages:
+            futures.append(
+                await producer.send(
+                    self._kafka.topic(message.topic),
+                    message.key,
+                    message.value,
+                    message.partition,
+                    None,
+                    list(message.headers) or None,
+                )
+            )
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
+
+def _incoming(message: Any, logical: dict[str, str]) -> Incoming:
+    headers = message.headers or ()
+    if isinstance(headers, dict):
+        headers = headers.items()
+    timestamp = message.timestamp
+    return Incoming(
+        topic=logical[message.topic],
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=None if timestamp is None else int(timestamp * 1000),
+        headers=tuple((str(k), bytes(v)) for k, v in headers),
+    )
