@@ -1,0 +1,304 @@
+"""Worker processes on the real Kafka and Redis, and the checks every system test makes.
+
+Each test gets a `Deployment`: its own topic prefix, state prefix and consumer
+group (uuid-named), topics created from `topics/`, and helpers to start and
+kill workers, produce input, and read back the view, the audit and the
+dead letters. The two checks of the worker issue live here:
+
+- the Kafka view equals the offline replay of the input messages in the order
+  the workers applied them (rebuilt from the audit records' source and seq);
+- the Kafka view holds no post that is ineligible under the final state.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+import redis
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from stream.core.decode import Message
+from stream.core.engine import Engine, Publish
+from stream.core.policy import DEFAULT_POLICY
+from stream.core.pseudonym import Pseudonymizer
+from stream.kafka.client import KafkaSettings
+from stream.kafka.topics import create_topics
+from stream.store.memory import MemoryStore
+from tests.integration.conftest import kafka_bootstrap, redis_url  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).parents[2]
+TEST_KEY = "system-test-pseudonym-key-0123456789"
+INPUTS = ("posts", "objections", "accounts")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.services)
+
+
+class FixedClock:
+    def __init__(self, now_us: int) -> None:
+        self._now = now_us
+
+    def now_us(self) -> int:
+        return self._now
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Deployment:
+    bootstrap: str
+    redis_url: str
+    tmp: Path
+    partitions: int = 3
+    name: str = field(default_factory=lambda: f"sys-{uuid.uuid4().hex[:10]}")
+    workers: list[Worker] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.kafka = KafkaSettings(brokers=self.bootstrap, topic_prefix=f"{self.name}.")
+        admin = AdminClient(self.kafka.admin_config())
+        report = create_topics(admin, self.kafka, partitions=self.partitions)
+        assert not report.problems, report.problems
+
+    # -- workers ---------------------------------------------------------------
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            ELIGIBILITY_KAFKA_BROKERS=self.bootstrap,
+            ELIGIBILITY_TOPIC_PREFIX=f"{self.name}.",
+            ELIGIBILITY_REDIS_URL=self.redis_url,
+            ELIGIBILITY_STATE_PREFIX=self.name,
+            ELIGIBILITY_GROUP_ID=self.name,
+            ELIGIBILITY_PSEUDONYM_KEY=TEST_KEY,
+            ELIGIBILITY_SESSION_TIMEOUT_MS="6000",
+            ELIGIBILITY_COMMIT_INTERVAL_MS="200",
+            ELIGIBILITY_WEB_PORT=str(20000 + len(self.workers) + uuid.uuid4().int % 20000),
+        )
+        env.update(extra)
+        return env
+
+    def start_worker(self, **extra: str) -> Worker:
+        log = self.tmp / f"worker-{len(self.workers)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream", "worker", "--loglevel", "info"],
+            cwd=ROOT,
+            env=self.env(**extra),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        worker = Worker(process, log)
+        self.workers.append(worker)
+        return worker
+
+    def wait_assigned(self, worker: Worker, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while "assigned partitions" not in worker.text():
+            assert worker.process.poll() is None, worker.text()[-3000:]
+            assert time.monotonic() < deadline, worker.text()[-3000:]
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    # -- input -------------------------------------------------------------------
+
+    def producer(self) -> Producer:
+        return Producer(self.kafka.producer_config())
+
+    def produce(self, messages: list[Message], producer: Producer | None = None) -> None:
+        """Input messages as an upstream producer sends them (murmur2, keyed)."""
+        own = producer is None
+        producer = producer or self.producer()
+        for message in messages:
+            value = message.value
+            raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+            producer.produce(
+                self.kafka.topic(message.topic),
+                value=raw,
+                key=None if message.key is None else message.key.encode(),
+            )
+            producer.poll(0)
+        if own:
+            assert producer.flush(60) == 0
+
+    def produce_raw(self, topic: str, key: bytes | None, value: bytes | None,
+                    partition: int | None = None) -> None:
+        producer = self.producer()
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            kwargs["partition"] = partition
+        producer.produce(self.kafka.topic(topic), **kwargs)
+        assert producer.flush(30) == 0
+
+    # -- output ------------------------------------------------------------------
+
+    def read(self, topic: str) -> list[Any]:
+        """Every message of a topic, from the beginning to its current end."""
+        consumer = Consumer(self.kafka.reader_config(topic))
+        name = self.kafka.topic(topic)
+        metadata = consumer.list_topics(name, timeout=10)
+        ends = {}
+        for partition in metadata.topics[name].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(name, p, 0) for p in ends])
+        out = []
+        deadline = time.monotonic() + 60
+        while ends and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise AssertionError(message.error())
+            out.append(message)
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+        consumer.close()
+        assert not ends, f"{topic}: could not read to the end"
+        return out
+
+    def view(self) -> dict[str, bytes]:
+        view: dict[str, bytes] = {}
+        for message in self.read("training-ready"):
+            key = message.key().decode()
+            if message.value() is None:
+                view.pop(key, None)
+            else:
+                view[key] = message.value()
+        return view
+
+    def audit(self) -> list[dict[str, Any]]:
+        return [orjson.loads(m.value()) for m in self.read("eligibility-audit")]
+
+    def lag(self) -> int:
+        """Messages of the inputs not yet committed by the workers' group."""
+        consumer = Consumer({**self.kafka.base_config(), "group.id": self.name})
+        total = 0
+        for topic in INPUTS:
+            name = self.kafka.topic(topic)
+            tps = [TopicPartition(name, p) for p in range(self.partitions)]
+            for tp in consumer.committed(tps, timeout=10):
+                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                total += high - max(tp.offset, 0)
+        consumer.close()
+        return total
+
+    def wait_caught_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while (lag := self.lag()) > 0:
+            for worker in self.workers:
+                if worker.process.poll() not in (None, -9, -15):
+                    raise AssertionError(f"a worker died: {worker.text()[-3000:]}")
+            assert time.monotonic() < deadline, f"lag {lag} after {timeout} s"
+            time.sleep(0.5)
+
+    # -- the two checks ------------------------------------------------------------
+
+    def applied_messages(self) -> list[Message]:
+        """The input messages in the order the workers applied them: per input
+        partition by the audit's seq (accounts of different partitions are
+        independent, so their interleaving does not matter)."""
+        first: dict[tuple[str, int, int], int] = {}
+        for record in self.audit():
+            source, seq = record.get("source"), record.get("seq")
+            if source is None or seq is None:
+                continue
+            where = (source["topic"], source["partition"], source["offset"])
+            first.setdefault(where, seq)
+        inputs = {}
+        for topic in INPUTS:
+            for m in self.read(topic):
+                key = m.key()
+                inputs[(topic, m.partition(), m.offset())] = Message(
+                    topic=topic,
+                    key=None if key is None else key.decode("utf-8", "surrogateescape"),
+                    value=m.value(),
+                    partition=m.partition(),
+                    offset=m.offset(),
+                )
+        order = sorted(first, key=lambda where: (where[1], first[where]))
+        return [inputs[where] for where in order]
+
+    def check(self) -> dict[str, bytes]:
+        """Both checks; returns the view."""
+        view = self.view()
+        engine = Engine(DEFAULT_POLICY, Pseudonymizer(TEST_KEY.encode()),
+                        FixedClock(time.time_ns() // 1000))
+        store = MemoryStore()
+        offline: dict[str, bytes] = {}
+        for message in self.applied_messages():
+            for change in engine.apply(message, store).changes:
+                if isinstance(change, Publish):
+                    offline[change.post_id] = msgspec.json.encode(change.record)
+                else:
+                    offline.pop(change.post_id, None)
+        assert set(view) == set(offline), (
+            f"only in Kafka: {sorted(set(view) - set(offline))[:10]}, "
+            f"only offline: {sorted(set(offline) - set(view))[:10]}"
+        )
+        assert view == offline
+        for post_id in view:
+            post = store.posts[post_id]
+            assert not post.deleted
+            assert store.view_get(post.owner, post_id) is not None
+            account = store.accounts.get(post.owner)
+            assert engine.rule.account_reasons(account, post.created_at) == (), post_id
+        return view
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
+    deployment = Deployment(kafka_bootstrap, redis_url, tmp_path)
+    yield deployment
+    deployment.stop_all()
+    admin = AdminClient(deployment.kafka.admin_config())
+    names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(deployment.name)]
+    if names:
+        for future in admin.delete_topics(names).values():
+            future.result()
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{deployment.name}:*", count=1000):
+        client.delete(key)
+    client.close()
