@@ -28,7 +28,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.generate import write_log
+from stream.synthetic import write_log
 from stream.clock import SystemClock
 from stream.core.engine import Engine
 from stream.core.policy import DEFAULT_POLICY

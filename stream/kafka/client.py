@@ -7,12 +7,13 @@ ever disagrees with another about where the topics are.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from stream.kafka import KafkaToolError
 from stream.kafka.topics import ALL_TOPICS, consumer_client_config, input_producer_config
@@ -32,7 +33,29 @@ SECURITY_ENV: Final = {
 _LEGAL_PREFIX: Final = re.compile(r"[A-Za-z0-9._-]*")
 _MAX_TOPIC_CHARS: Final = 249
 
-ClientConfig = dict[str, str | int | float | bool]
+ClientConfig = dict[str, Any]
+
+
+class _OncePerText(logging.Filter):
+    """librdkafka repeats a failing connection's error every few milliseconds: let each
+    distinct line through once (the command's own error says what went wrong)."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+        self._limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self._seen:
+            return False
+        if len(self._seen) < self._limit:
+            self._seen.add(text)
+        return True
+
+
+LIBRDKAFKA_LOG: Final = logging.getLogger("stream.kafka.librdkafka")
+LIBRDKAFKA_LOG.addFilter(_OncePerText())
 
 
 class SettingsError(KafkaToolError, ValueError):
@@ -73,7 +96,7 @@ class KafkaSettings:
 
     def base_config(self) -> ClientConfig:
         """What every client needs: the brokers and the security settings."""
-        config: ClientConfig = {"bootstrap.servers": self.brokers}
+        config: ClientConfig = {"bootstrap.servers": self.brokers, "logger": LIBRDKAFKA_LOG}
         config.update(self.security)
         return config
 

@@ -197,7 +197,9 @@ def _check_input_topics(producer: Producer, settings: KafkaSettings) -> None:
     try:
         metadata = producer.list_topics(timeout=10)
     except KafkaException as exc:
-        raise ProduceError(f"cannot reach Kafka at {settings.brokers}: {exc.args[0]}") from None
+        error = exc.args[0]
+        reason = error.str() if isinstance(error, KafkaError) else str(error)
+        raise ProduceError(f"cannot reach Kafka at {settings.brokers}: {reason}") from None
     counts: dict[str, int] = {}
     for name in INPUT_TOPICS:
         real = settings.topic(name)

@@ -73,7 +73,9 @@ def read_view(settings: KafkaSettings, idle_timeout: float = _IDLE_TIMEOUT) -> d
                     f"{sorted(pending)} short of their end"
                 )
     except KafkaException as exc:
-        raise ViewError(f"reading {topic}: {exc.args[0]}") from None
+        error = exc.args[0]
+        reason = error.str() if isinstance(error, KafkaError) else str(error)
+        raise ViewError(f"reading {topic}: {reason}") from None
     finally:
         consumer.close()
     return {key: value for key, value in view.items() if value is not None}

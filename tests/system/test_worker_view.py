@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.generate import generate
 from stream.eventlog import parse_line, read_messages
+from stream.synthetic import generate
 from tests.system.conftest import Deployment
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -21,7 +21,7 @@ offset, as a producer retry writes it) and malformed messages ~1%.
 
 Usage::
 
-    python bench/generate.py --events 1000000 --seed 1 --out /tmp/log.jsonl
+    python -m stream.synthetic --events 1000000 --seed 1 --out /tmp/log.jsonl
 
 or from Python: ``generate(events, seed)`` yields the lines (bytes, no newline),
 ``generate_labeled(events, seed)`` yields ``(label, line)`` pairs (the label
