@@ -16,7 +16,6 @@ import argparse
 import gc
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -26,9 +25,6 @@ from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from stream.synthetic import write_log
 from stream.clock import SystemClock
 from stream.core.engine import Engine
 from stream.core.policy import DEFAULT_POLICY
@@ -37,6 +33,7 @@ from stream.eventlog import read_messages
 from stream.replay import Outputs, replay
 from stream.store.base import StateStore
 from stream.store.memory import MemoryStore
+from stream.synthetic import write_log
 
 
 def bare(log: Path) -> int:
