@@ -12,7 +12,7 @@ export KAFKA_PORT REDIS_PORT
 TEST_ENV := ELIGIBILITY_TEST_KAFKA=127.0.0.1:$(KAFKA_PORT) ELIGIBILITY_TEST_REDIS=redis://127.0.0.1:$(REDIS_PORT)/0
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap services-up services-down services-status lint test demo clean
+.PHONY: help bootstrap services-up services-down services-status lint test run demo clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ lint: bootstrap ## ruff check . and mypy
 
 test: bootstrap services-up lint ## Everything above, then pytest against the local services (PYTEST_ARGS=...)
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+run: bootstrap ## The live filter: local Kafka + Redis, a worker, a synthetic stream, counts until Ctrl-C
+	$(VENV)/bin/eligibility demo
 
 demo: bootstrap ## Replay examples/sample.jsonl offline into .run/demo-view.jsonl
 	mkdir -p .run

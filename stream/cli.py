@@ -283,3 +283,14 @@ def worker_command(ctx: click.Context, loglevel: str) -> None:
         raise click.ClickException(str(exc)) from None
     sys.argv = ["eligibility", "worker", "--loglevel", loglevel, *ctx.args]
     app.main()
+
+
+@main.command(name="demo")
+@click.option("--rate", default=500, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Synthetic events per second.")
+@click.option("--partitions", default=3, show_default=True, type=click.IntRange(1, 64))
+def demo_command(rate: int, partitions: int) -> None:
+    """The live filter on local Kafka and Redis with a synthetic stream, until Ctrl-C."""
+    from stream.demo import run_demo
+
+    run_demo(rate, partitions)
