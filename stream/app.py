@@ -27,11 +27,12 @@ from stream.core.engine import Engine
 from stream.core.events import INPUT_TOPICS
 from stream.core.policy import load_policy
 from stream.kafka.client import KafkaSettings
-from stream.kafka.topics import OUTPUT_TOPICS, verify_topics
+from stream.kafka.topics import CO_PARTITIONED, OUTPUT_TOPICS, verify_topics
 from stream.keys import load_pseudonymizer
 from stream.settings import WorkerSettings
 from stream.store.redis_store import RedisStore
 from stream.worker.batch import BatchWorker, Fenced, Incoming
+from stream.worker.changelog import ChangelogReader
 from stream.worker.outputs import OutputMessage
 
 log = logging.getLogger("eligibility.worker")
@@ -102,6 +103,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         FaustPublisher(app, kafka),
         partitions,
         retry,
+        changelog=ChangelogReader(kafka),
         after_commit=(lambda: hard_exit(EXIT_TEST_CRASH)) if settings.crash_after_commit else None,
     )
     log.info(
@@ -153,7 +155,7 @@ def check_world(settings: WorkerSettings, store: RedisStore, kafka: KafkaSetting
     if posts is None or posts.error is not None:
         raise StartupError(f"{kafka.topic('posts')}: missing (run `eligibility topics create`)")
     partitions = len(posts.partitions)
-    problems += verify_topics(admin, kafka, INPUT_TOPICS, partitions)
+    problems += verify_topics(admin, kafka, CO_PARTITIONED, partitions)
     for name in OUTPUT_TOPICS:
         topic = metadata.topics.get(kafka.topic(name))
         count = len(topic.partitions) if topic is not None and topic.error is None else None

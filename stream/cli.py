@@ -294,3 +294,39 @@ def demo_command(rate: int, partitions: int) -> None:
     from stream.demo import run_demo
 
     run_demo(rate, partitions)
+
+
+@main.group(name="state")
+def state_group() -> None:
+    """The worker's state table in Redis."""
+
+
+@state_group.command(name="rebuild")
+@click.option("--partition", "only", type=int, multiple=True,
+              help="Rebuild only these input partitions (default: all).")
+def state_rebuild_command(only: tuple[int, ...]) -> None:
+    """Write the state back into Redis from the changelog topic (workers stopped).
+
+    Settings as the worker's (ELIGIBILITY_REDIS_URL, ELIGIBILITY_STATE_PREFIX,
+    ELIGIBILITY_KAFKA_BROKERS, ELIGIBILITY_TOPIC_PREFIX). A running worker does
+    this by itself for a partition whose Redis state is behind the changelog."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream.kafka.topics import STATE_TOPIC
+    from stream.settings import WorkerSettings
+    from stream.worker.changelog import ChangelogReader, rebuild_partition
+
+    settings = WorkerSettings.from_env()
+    admin = AdminClient(settings.kafka.admin_config())
+    topic = admin.list_topics(timeout=30).topics.get(settings.kafka.topic(STATE_TOPIC))
+    if topic is None or topic.error is not None:
+        raise click.ClickException(f"{settings.kafka.topic(STATE_TOPIC)}: missing")
+    from stream.store.redis_store import RedisStore
+
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.state_prefix)
+    reader = ChangelogReader(settings.kafka)
+    for partition in only or sorted(topic.partitions):
+        progress = rebuild_partition(reader, store, partition)
+        where = "empty" if progress is None else f"offsets {progress.offsets}, seq {progress.seq}"
+        click.echo(f"partition {partition}: {where}")
+    store.close()

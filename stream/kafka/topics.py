@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 TOPICS_DIR: Final = Path(__file__).resolve().parents[2] / "topics"
 TRAINING_READY: Final = "training-ready"
 OUTPUT_TOPICS: Final = (TRAINING_READY, "eligibility-audit", "eligibility-dlq")
-ALL_TOPICS: Final = (*INPUT_TOPICS, *OUTPUT_TOPICS)
+STATE_TOPIC: Final = "eligibility-state"  # the worker's changelog: internal, co-partitioned
+ALL_TOPICS: Final = (*INPUT_TOPICS, *OUTPUT_TOPICS, STATE_TOPIC)
+CO_PARTITIONED: Final = (*INPUT_TOPICS, STATE_TOPIC)
 # A broker refuses acks=all writes when fewer replicas than this are in sync (Kafka < 4.0
 # even when the topic has fewer replicas in all): capped at the replication factor.
 _MIN_ISR: Final = "min.insync.replicas"
@@ -74,7 +76,7 @@ class CreateReport:
 
 @functools.cache
 def load_specs(topics_dir: Path = TOPICS_DIR) -> Mapping[str, TopicSpec]:
-    """The specs of the six topics, by contract name (read once: they never change at
+    """The specs of the topics, by contract name (read once: they never change at
     run time)."""
     specs: dict[str, TopicSpec] = {}
     for name in ALL_TOPICS:
@@ -192,17 +194,17 @@ def verify_topics(
         if len(topic.partitions) != expected:
             problems.append(f"{real}: {len(topic.partitions)} partitions, expected {expected}")
         replicas[name] = min((len(p.replicas) for p in topic.partitions.values()), default=0)
-    if any(name in INPUT_TOPICS for name in names):
+    if any(name in CO_PARTITIONED for name in names):
         counts = {}
-        for name in INPUT_TOPICS:
+        for name in CO_PARTITIONED:
             topic = metadata.topics.get(settings.topic(name))
             if topic is not None and topic.error is None:
                 counts[settings.topic(name)] = len(topic.partitions)
         if len(set(counts.values())) > 1:
             listed = ", ".join(f"{real} {count}" for real, count in counts.items())
             problems.append(
-                f"input topics differ in partition count ({listed}): an account's events "
-                "would be on different partitions"
+                f"input and state topics differ in partition count ({listed}): an "
+                "account's events and state would be on different partitions"
             )
     problems += _config_problems(admin, settings, replicas, timeout)
     return problems

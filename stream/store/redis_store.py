@@ -594,6 +594,83 @@ class RedisStore:
             int(fields.get(b"seq", b"0")),
         )
 
+    # The changelog (topic eligibility-state): Redis is a serving copy that can
+    # be rebuilt from it. Keys: a:<account>, p:<post>, v:<n>:<account><post>
+    # (n: the account id's length in bytes, as ids may hold any character).
+
+    def changelog(self, batch: StateAccess) -> list[tuple[str, bytes, bytes | None]]:
+        """What `commit` will write, as changelog entries: (the account whose
+        partition the entry belongs to, key, value or None for a deletion).
+        Call it before `commit`, which forgets the changes."""
+        if not isinstance(batch, RedisBatch) or batch.store is not self:
+            raise TypeError("changelog takes a batch that this store's load() returned")
+        entries: list[tuple[str, bytes, bytes | None]] = [
+            (account_id, b"a:" + _id_bytes(account_id), pack_account(state))
+            for account_id, state in batch.dirty_accounts.items()
+        ]
+        entries += [
+            (state.owner, b"p:" + _id_bytes(post_id), pack_post(state))
+            for post_id, state in batch.dirty_posts.items()
+        ]
+        entries += [
+            (
+                account_id,
+                _view_entry_key(_id_bytes(account_id), _id_bytes(post_id)),
+                None if created_at is None else pack_time(created_at),
+            )
+            for (account_id, post_id), created_at in batch.view_writes.items()
+        ]
+        return entries
+
+    def restore(self, entries: Mapping[bytes, bytes | None]) -> None:
+        """Write changelog entries (the latest value per key) back into Redis."""
+        accounts: dict[str, bytes] = {}
+        posts: dict[str, bytes] = {}
+        views: dict[bytes, tuple[list[bytes], list[bytes], list[bytes]]] = {}
+        for key, value in entries.items():
+            kind, name = key[:2], key[2:]
+            if kind == b"a:" and value is not None:
+                accounts[_id_text(name)] = value
+            elif kind == b"p:" and value is not None:
+                posts[_id_text(name)] = value
+            elif kind == b"v:":
+                size, _, rest = name.partition(b":")
+                account, post = rest[: int(size)], rest[int(size) :]
+                puts, values, dels = views.setdefault(account, ([], [], []))
+                if value is None:
+                    dels.append(post)
+                else:
+                    puts.append(post)
+                    values.append(value)
+        writes = _Args()
+        for table, prefix, buckets in (
+            (accounts, self._account_key, self.account_buckets),
+            (posts, self._post_key, self.post_buckets),
+        ):
+            for key, ids, fields in _by_bucket(table, prefix, buckets):
+                writes.hset(key, fields, [table[i] for i in ids])
+        for account, (puts, values, dels) in views.items():
+            if dels:
+                writes.hdel(self._view_key + account, dels)
+            if puts:
+                writes.hset(self._view_key + account, puts, values)
+        self._write(writes)
+
+    def restore_partition(
+        self, partition: int, offsets: Mapping[str, int], seq: int, policy: str | None
+    ) -> None:
+        """A partition's progress as the changelog last recorded it (no outbox:
+        what that batch sent is in Kafka)."""
+        key = self._partition_key(partition)
+        fields: dict[bytes, bytes] = {b"off:" + t.encode(): b"%d" % o for t, o in offsets.items()}
+        fields[b"seq"] = b"%d" % seq
+        if policy is not None:
+            fields[b"policy"] = policy.encode()
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(key, "outbox")
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        pipe.execute()
+
     def check_serving(self) -> list[str]:
         """Why this Redis must not hold the worker's state, if it must not:
         an evicted objection would be a silent leak."""
@@ -735,6 +812,10 @@ class _Args:
         start = len(self.args)
         self.args.extend(fields)
         self._add(key, start - len(self.args))
+
+
+def _view_entry_key(account: bytes, post: bytes) -> bytes:
+    return b"v:%d:" % len(account) + account + post
 
 
 def _present(value: bytes | None) -> bytes:

@@ -38,6 +38,7 @@ What is guaranteed, and where:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,13 @@ from stream.core.decode import DeadLetter, Decoded, Message
 from stream.core.engine import Engine, Footprint, Outcome, footprint
 from stream.core.state import StateAccess
 from stream.store.base import PartitionState
+from stream.worker.changelog import (
+    ChangelogReader,
+    Progress,
+    marker_message,
+    rebuild_partition,
+    state_message,
+)
 from stream.worker.outputs import OutputMessage, decode_outbox, encode_outbox, output_messages
 from stream.worker.partitioning import partition_for
 
@@ -101,6 +109,14 @@ class WorkerStore(Protocol):
 
     def accounts_in_view(self) -> Iterable[list[str]]: ...
 
+    def changelog(self, batch: StateAccess) -> list[tuple[str, bytes, bytes | None]]: ...
+
+    def restore(self, entries: Mapping[bytes, bytes | None]) -> None: ...
+
+    def restore_partition(
+        self, partition: int, offsets: Mapping[str, int], seq: int, policy: str | None
+    ) -> None: ...
+
 
 Publish = Callable[[Sequence[OutputMessage]], Awaitable[None]]
 T = TypeVar("T")
@@ -151,9 +167,11 @@ class BatchWorker:
         publish: Publish,
         partitions: int,
         retry: Retry,
+        changelog: ChangelogReader | None = None,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._changelog = changelog  # None: no changelog written or read (tests)
         self._after_commit = after_commit  # tests: a crash between commit and sends
         self.store = store
         self._publish = publish
@@ -186,6 +204,12 @@ class BatchWorker:
         owner committed but may not have sent, then judge the view anew if
         the policy changed."""
         state: PartitionState = await self._retry(self.store.partition_state, partition)
+        if self._changelog is not None:
+            progress = await asyncio.to_thread(self._changelog.last_progress, partition)
+            if progress is not None and progress.ahead_of(state):
+                log.warning("partition %d: Redis is behind its changelog, rebuilding", partition)
+                await asyncio.to_thread(rebuild_partition, self._changelog, self.store, partition)
+                state = await self._retry(self.store.partition_state, partition)
         for topic, offset in state.offsets.items():
             self._applied[(topic, partition)] = offset
         self._seq[partition] = state.seq
@@ -207,9 +231,12 @@ class BatchWorker:
                 self.store.load, [Footprint(accounts=(a,), views=(a,)) for a in mine]
             )
             outputs = output_messages(sweeper, None, self.engine.sweep(batch, mine))
+            outputs += self._state_messages(batch)[partition]
             await self._commit(batch, fence, {}, {partition: encode_outbox(outputs)})
             await self._send(outputs, fence)
-        await self._commit(None, fence, {}, {}, policy)
+        marker = self._markers(fence)
+        await self._commit(None, fence, {}, {partition: encode_outbox(marker)}, policy)
+        await self._send(marker, fence)
 
     # -- batches ---------------------------------------------------------------
 
@@ -246,6 +273,14 @@ class BatchWorker:
             stats.applied = len(work)
             stats.outcomes = applied.outcomes
         if offsets:
+            if batch is not None:
+                for partition, messages in self._state_messages(batch).items():
+                    outboxes[partition].extend(messages)
+            pending = dict(self._applied)
+            pending.update(offsets)
+            seq = {**self._seq, **sequences}
+            for message in self._markers(fence, pending, seq):
+                outboxes[message.partition or 0].append(message)
             encoded = {p: encode_outbox(messages) for p, messages in outboxes.items()}
             for partition in fence:  # partitions that sent nothing: an empty outbox
                 encoded.setdefault(partition, encode_outbox([]))
@@ -257,6 +292,40 @@ class BatchWorker:
             await self._send([m for p in sorted(outboxes) for m in outboxes[p]], fence)
         stats.sent = sum(len(m) for m in outboxes.values())
         return stats
+
+    def _state_messages(self, batch: StateAccess) -> dict[int, list[OutputMessage]]:
+        """The batch's state changes as changelog messages, by input partition."""
+        by_partition: dict[int, list[OutputMessage]] = defaultdict(list)
+        if self._changelog is None:
+            return by_partition
+        for account_id, key, value in self.store.changelog(batch):
+            partition = partition_for(account_id.encode(), self.partitions)
+            by_partition[partition].append(state_message(partition, key, value))
+        return by_partition
+
+    def _markers(
+        self,
+        fence: Mapping[int, int],
+        applied: Mapping[tuple[str, int], int] | None = None,
+        seq: Mapping[int, int] | None = None,
+    ) -> list[OutputMessage]:
+        """Each partition's progress (by default as it stands), the last
+        changelog message of its batch."""
+        if self._changelog is None:
+            return []
+        applied = self._applied if applied is None else applied
+        seq = self._seq if seq is None else seq
+        return [
+            marker_message(
+                partition,
+                Progress(
+                    {t: o for (t, p), o in applied.items() if p == partition},
+                    seq.get(partition, 0),
+                    self.engine.policy_version,
+                ),
+            )
+            for partition in fence
+        ]
 
     def _home(self, record: Incoming) -> int:
         """The partition a record belongs to: its key's (null keys stay put:

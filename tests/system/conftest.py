@@ -63,12 +63,14 @@ class FixedClock:
 class Worker:
     process: subprocess.Popen[bytes]
     log: Path
+    stopped: bool = False  # on purpose: its exit is no failure
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
 
     def stop(self) -> None:
+        self.stopped = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
@@ -229,7 +231,7 @@ class Deployment:
         deadline = time.monotonic() + timeout
         while (lag := self.lag()) > 0:
             for worker in self.workers:
-                if worker.process.poll() not in (None, -9, -15):
+                if not worker.stopped and worker.process.poll() not in (None, -9, -15):
                     raise AssertionError(f"a worker died: {worker.text()[-3000:]}")
             assert time.monotonic() < deadline, f"lag {lag} after {timeout} s"
             time.sleep(0.5)
@@ -274,6 +276,109 @@ class Deployment:
                     offline[change.post_id] = msgspec.json.encode(change.record)
                 else:
                     offline.pop(change.post_id, None)
+        assert set(view) == set(offline), (
+            f"only in Kafka: {sorted(set(view) - set(offline))[:10]}, "
+            f"only offline: {sorted(set(offline) - set(view))[:10]}"
+        )
+        assert view == offline
+        for post_id in view:
+            post = store.posts[post_id]
+            assert not post.deleted
+            assert store.view_get(post.owner, post_id) is not None
+            account = store.accounts.get(post.owner)
+            assert engine.rule.account_reasons(account, post.created_at) == (), post_id
+        return view
+
+    # -- added for test_worker_input.py ----------------------------------------------
+
+    def produce_located(self, topic: str, key: bytes | None, value: bytes | None,
+                        partition: int | None = None,
+                        headers: list[tuple[str, bytes]] | None = None) -> tuple[int, int]:
+        """Produce one raw message (the upstream producer's config) and return the
+        (partition, offset) the broker gave it."""
+        producer = self.producer()
+        where: list[tuple[int, int]] = []
+        errors: list[Any] = []
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                errors.append(error)
+            else:
+                where.append((message.partition(), message.offset()))
+
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        producer.produce(self.kafka.topic(topic), **kwargs)
+        assert producer.flush(30) == 0
+        assert not errors and len(where) == 1, errors
+        return where[0]
+
+    # -- added for test_worker_policy.py ---------------------------------------------
+
+    def check_with(self, policy: Any, earlier: tuple[Any, ...] = ()) -> dict[str, bytes]:
+        """`check` for workers run with another `Policy` than the default; returns
+        the view. With `earlier` policies too (the workers ran with them before):
+        each message is replayed under the policy its audit record names and,
+        as SPEC "A new policy" says, a partition's view is swept by the new
+        policy where its version changes, and at the end by `policy` (the one
+        in force) if the partition was last judged by another."""
+        from stream.worker.partitioning import partition_for
+
+        view = self.view()
+        clock = FixedClock(time.time_ns() // 1000)
+        engines = {
+            p.version: Engine(p, Pseudonymizer(TEST_KEY.encode()), clock)
+            for p in (*earlier, policy)
+        }
+        engine = engines[policy.version]
+        judged: dict[tuple[str, int, int], tuple[int, str]] = {}
+        for record in self.audit():
+            source, seq = record.get("source"), record.get("seq")
+            if source is None or seq is None:
+                continue
+            where = (source["topic"], source["partition"], source["offset"])
+            judged.setdefault(where, (seq, record["policy"]))
+        unknown = {v for _, v in judged.values()} - set(engines)
+        assert not unknown, f"messages applied under unexpected policy versions {unknown}"
+        inputs = {}
+        for topic in INPUTS:
+            for m in self.read(topic):
+                key = m.key()
+                inputs[(topic, m.partition(), m.offset())] = Message(
+                    topic=topic,
+                    key=None if key is None else key.decode("utf-8", "surrogateescape"),
+                    value=m.value(),
+                    partition=m.partition(),
+                    offset=m.offset(),
+                )
+        store = MemoryStore()
+        offline: dict[str, bytes] = {}
+
+        def play(changes: list[Any]) -> None:
+            for change in changes:
+                if isinstance(change, Publish):
+                    offline[change.post_id] = msgspec.json.encode(change.record)
+                else:
+                    offline.pop(change.post_id, None)
+
+        def sweep(partition: int, by: Engine) -> None:
+            mine = [a for a, posts in store.views.items()
+                    if posts and partition_for(a.encode(), self.partitions) == partition]
+            play(by.sweep(store, mine).changes)
+
+        version: dict[int, str] = {}
+        for where in sorted(judged, key=lambda w: (w[1], judged[w][0])):
+            partition, (_, applied_by) = where[1], judged[where]
+            if version.setdefault(partition, applied_by) != applied_by:
+                sweep(partition, engines[applied_by])
+                version[partition] = applied_by
+            play(engines[applied_by].apply(inputs[where], store).changes)
+        for partition in range(self.partitions):
+            if version.get(partition, engine.policy_version) != engine.policy_version:
+                sweep(partition, engine)
         assert set(view) == set(offline), (
             f"only in Kafka: {sorted(set(view) - set(offline))[:10]}, "
             f"only offline: {sorted(set(offline) - set(view))[:10]}"

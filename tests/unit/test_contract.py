@@ -39,6 +39,7 @@ SPEC_TOPICS = {
     "eligibility-audit",
     "eligibility-dlq",
 }
+INTERNAL_TOPICS = {"eligibility-state"}  # the worker's changelog, outside the SPEC's contract
 OUTPUT_RECORDS: dict[str, type[msgspec.Struct]] = {
     "training-ready": TrainingRecord,
     "eligibility-audit": AuditRecord,
@@ -250,7 +251,7 @@ def test_schema_is_valid_draft_2020_12(name: str) -> None:
 
 
 def test_topic_files_are_the_spec_topics() -> None:
-    assert set(topic_files()) == SPEC_TOPICS
+    assert set(topic_files()) == SPEC_TOPICS | INTERNAL_TOPICS
     for stem, topic in topic_files().items():
         assert topic["topic"] == stem
         assert topic["description"] and topic["key"]["what"] and topic["key"]["encoding"]
@@ -278,6 +279,14 @@ def test_input_topics_are_co_partitioned() -> None:
     for t in inputs:
         producer = topic_files()[t]["client_config"]["producer"]["librdkafka"]
         assert producer["partitioner"] == "murmur2_random"  # one partitioner for all producers
+
+
+def test_the_state_changelog_is_compacted_and_co_partitioned() -> None:
+    state = topic_files()["eligibility-state"]["topic_creation_config"]
+    assert state["config"]["cleanup.policy"] == "compact"
+    assert config("eligibility-state", "delete.retention.ms") >= SEVEN_DAYS_MS
+    posts = topic_files()["posts"]["topic_creation_config"]["num_partitions"]
+    assert state["num_partitions"] == posts
 
 
 def test_retention_and_compaction() -> None:
@@ -354,7 +363,7 @@ def test_dead_letters_fit_eligibility_dlq() -> None:
 
 
 def test_client_config_takes_the_largest_records() -> None:
-    outputs = SPEC_TOPICS - set(INPUT_TOPICS)
+    outputs = (SPEC_TOPICS - set(INPUT_TOPICS)) | INTERNAL_TOPICS
     largest_output = max(max_bytes(t) for t in outputs)
     for name, topic in topic_files().items():
         consumer = topic["client_config"]["consumer"]["librdkafka"]
