@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ import faust
 import redis
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
+from prometheus_client import CollectorRegistry, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from stream.clock import SystemClock
@@ -29,10 +31,13 @@ from stream.core.policy import load_policy
 from stream.kafka.client import KafkaSettings
 from stream.kafka.topics import CO_PARTITIONED, OUTPUT_TOPICS, verify_topics
 from stream.keys import load_pseudonymizer
+from stream.metrics import Metrics
+from stream.metrics import create as create_metrics
 from stream.settings import WorkerSettings
 from stream.store.redis_store import RedisStore
 from stream.worker.batch import BatchWorker, Fenced, Incoming
 from stream.worker.changelog import ChangelogReader
+from stream.worker.observe import observe_batch
 from stream.worker.outputs import OutputMessage
 
 log = logging.getLogger("eligibility.worker")
@@ -88,7 +93,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         consumer_max_fetch_size=2_097_152,
         consumer_auto_offset_reset="earliest",
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -96,7 +102,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
     source = app.topic(
         *logical, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    retry = make_retry()
+    registry = CollectorRegistry()
+    metrics = create_metrics(registry)
+    metrics.policy_info.labels(engine.policy_version).set(1)
+    retry = make_retry(metrics)
     worker = BatchWorker(
         engine,
         store,
@@ -117,12 +126,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
         mine = sorted({tp.partition for tp in assigned if tp.topic in logical})
         generation = int(app.consumer_generation_id)
         await retry(worker.assign, mine, generation)
+        metrics.assigned_partitions.set(len(mine))
         log.info("assigned partitions %s in generation %d", mine, generation)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]
         worker.revoke({tp.partition for tp in revoked if tp.topic in logical})
+        metrics.assigned_partitions.set(len(worker.owned))
 
     @app.agent(source, concurrency=1)
     async def apply_events(stream: Any) -> None:
@@ -138,10 +149,28 @@ def create_app(settings: WorkerSettings) -> faust.App:
             except BaseException:
                 log.exception("unexpected error, stopping without acknowledging the batch")
                 hard_exit(EXIT_BUG)
+            observe_batch(metrics, stats, worker.progress, time.time())
             log.info(
-                "batch: %d applied, %d skipped, %d forwarded, %d sent",
-                stats.applied, stats.skipped, stats.forwarded, stats.sent,
+                "batch: %d applied, %d skipped, %d forwarded, %d sent in %.1f ms",
+                stats.applied, stats.skipped, stats.forwarded, stats.sent, stats.seconds * 1000,
             )
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the content type
+        return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        """Input records not applied yet, per topic and partition this worker owns."""
+        for tp in app.consumer.assignment():
+            topic = logical.get(tp.topic)
+            known = worker.progress.get(tp.partition)
+            if topic is None or known is None:
+                continue
+            applied = known.offsets.get(topic, -1)
+            lag = max(0, app.consumer.highwater(tp) - applied - 1)
+            metrics.consumer_lag.labels(topic, str(tp.partition)).set(lag)
     return app
 
 
@@ -173,28 +202,35 @@ def check_world(settings: WorkerSettings, store: RedisStore, kafka: KafkaSetting
     return partitions
 
 
-def make_retry() -> Any:
+def make_retry(metrics: Metrics) -> Any:
     """Retries a blocking state-table call in place until Redis answers, with
-    capped exponential backoff; nothing is published meanwhile."""
+    capped exponential backoff; nothing is published meanwhile (the worker is
+    paused: logged, and `eligibility_paused` is 1)."""
+
+    def paused(state: Any) -> None:
+        metrics.redis_errors.inc()
+        metrics.paused.set(1)
+        log.warning(
+            "Redis unavailable (%s): paused, retry %d",
+            state.outcome.exception(), state.attempt_number,
+        )
 
     async def retry(fn: Callable[..., T], /, *args: Any) -> T:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_REDIS),
             wait=wait_exponential(multiplier=0.05, max=5.0),
-            before_sleep=_log_retry,
+            before_sleep=paused,
             reraise=True,
         ):
-            with attempt:
-                return fn(*args)
+            with attempt, metrics.redis_seconds.time():
+                result = fn(*args)
+            if attempt.retry_state.attempt_number > 1:
+                metrics.paused.set(0)
+                log.info("Redis answers again: resumed")
+            return result
         raise AssertionError("unreachable")
 
     return retry
-
-
-def _log_retry(state: Any) -> None:
-    log.warning(
-        "Redis unavailable (%s): paused, retry %d", state.outcome.exception(), state.attempt_number
-    )
 
 
 class FaustPublisher:

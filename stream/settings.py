@@ -32,7 +32,8 @@ class WorkerSettings:
     batch_within_ms: int = 50  # ELIGIBILITY_BATCH_WITHIN_MS: wait at most this for a batch
     commit_interval_ms: int = 1000  # ELIGIBILITY_COMMIT_INTERVAL_MS: offset commits
     session_timeout_ms: int = 30_000  # ELIGIBILITY_SESSION_TIMEOUT_MS
-    web_port: int = 6066  # ELIGIBILITY_WEB_PORT: Faust's web server (metrics later)
+    web_port: int = 6066  # ELIGIBILITY_WEB_PORT: Faust's web server, with /metrics
+    web_host: str = "127.0.0.1"  # ELIGIBILITY_WEB_HOST: 0.0.0.0 in a container
     crash_after_commit: bool = False  # ELIGIBILITY_TEST_CRASH_AFTER_COMMIT=1: tests only
 
     @classmethod
@@ -65,5 +66,6 @@ class WorkerSettings:
             commit_interval_ms=number("COMMIT_INTERVAL_MS", 1000),
             session_timeout_ms=number("SESSION_TIMEOUT_MS", 30_000, least=1000),
             web_port=number("WEB_PORT", 6066),
+            web_host=text("WEB_HOST", "127.0.0.1"),
             crash_after_commit=text("TEST_CRASH_AFTER_COMMIT", "0") == "1",
         )

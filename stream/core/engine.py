@@ -96,6 +96,9 @@ class Engine:
     def policy_version(self) -> str:
         return self.rule.version
 
+    def min_age_for(self, country: str | None) -> int:
+        return self.rule.policy.min_age_for(country)
+
     def decode(self, message: Message) -> Decoded | DeadLetter:
         return self.decoder.decode(message, self._clock.now_us())
 

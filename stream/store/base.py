@@ -8,7 +8,7 @@ write per batch, whatever the store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from stream.core.engine import Footprint
@@ -36,10 +36,18 @@ class StateStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """How far the worker's state of one input partition goes."""
+
+    offsets: Mapping[str, int] = field(default_factory=dict)  # topic -> last applied offset
+    seq: int = 0  # messages applied so far: numbers the audit records in order
+    policy: str | None = None  # the policy version its posts in the view were judged by
+    counts: Mapping[str, int] = field(default_factory=dict)  # state sizes, for metrics
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionState:
     """What the state table knows of one input partition (the worker's)."""
 
-    offsets: Mapping[str, int]  # input topic -> last applied offset
+    progress: PartitionProgress
     outbox: bytes | None  # outputs of the last committed batch, maybe not all sent
-    policy: str | None  # the policy version its posts in the view were judged by
-    seq: int = 0  # messages applied so far: numbers the audit records in order

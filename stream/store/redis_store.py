@@ -18,7 +18,7 @@ import redis
 
 from stream.core.engine import Footprint
 from stream.core.state import QUARANTINE_TOPICS, AccountState, PostState, StateAccess
-from stream.store.base import PartitionState
+from stream.store.base import PartitionProgress, PartitionState
 
 LAYOUT: Final = "1"  # bump when a packing changes: old state is then refused, not misread
 META_LAYOUT: Final = "store.layout"
@@ -211,7 +211,7 @@ class RedisBatch:
     whole (`views`) or per (account, post) entry (`entries`, None: absent)."""
 
     __slots__ = ("_accounts", "_entries", "_posts", "_views", "dirty_accounts",
-                 "dirty_posts", "store", "view_writes")
+                 "dirty_posts", "loaded_accounts", "store", "view_deltas", "view_writes")
 
     def __init__(
         self,
@@ -223,12 +223,24 @@ class RedisBatch:
     ) -> None:
         self.store = store
         self._accounts = accounts
+        self.loaded_accounts = dict(accounts)  # as loaded: state-size metrics diff against it
         self._posts = posts
         self._views = views
         self._entries = entries
         self.dirty_accounts: dict[str, AccountState] = {}
         self.dirty_posts: dict[str, PostState] = {}
         self.view_writes: dict[tuple[str, str], int | None] = {}  # None: delete
+        self.view_deltas: dict[str, int] = {}  # account -> change of its posts in the view
+
+    def _count_view(self, account_id: str, post_id: str, present: bool) -> None:
+        try:
+            was = self.view_get(account_id, post_id) is not None
+        except UnloadedStateError:
+            return  # never for the engine, which reads an entry before it writes it
+        if was != present:
+            self.view_deltas[account_id] = self.view_deltas.get(account_id, 0) + (
+                1 if present else -1
+            )
 
     def get_account(self, account_id: str) -> AccountState | None:
         try:
@@ -262,6 +274,7 @@ class RedisBatch:
             ) from None
 
     def view_put(self, account_id: str, post_id: str, created_at: int) -> None:
+        self._count_view(account_id, post_id, True)
         view = self._views.get(account_id)
         if view is not None:
             view[post_id] = created_at
@@ -270,6 +283,7 @@ class RedisBatch:
         self.view_writes[account_id, post_id] = created_at
 
     def view_del(self, account_id: str, post_id: str) -> None:
+        self._count_view(account_id, post_id, False)
         view = self._views.get(account_id)
         if view is not None:
             view.pop(post_id, None)
@@ -547,52 +561,52 @@ class RedisStore:
         self,
         batch: StateAccess | None,
         fence: Mapping[int, int],
-        offsets: Mapping[tuple[str, int], int],
+        progress: Mapping[int, PartitionProgress],
         outbox: Mapping[int, bytes],
-        policies: Mapping[int, str] | None = None,
-        sequences: Mapping[int, int] | None = None,
     ) -> bool:
-        """The batch's state, applied offsets, outboxes (and policy versions,
-        audit sequence numbers) in one transaction, if every partition is
-        still claimed by `fence`."""
+        """The batch's state, the partitions' progress and outboxes in one
+        transaction, if every partition is still claimed by `fence`."""
         writes = _Args()
         writes.fence = {self._partition_key(p): b"%d" % g for p, g in fence.items()}
-        fields: dict[int, tuple[list[bytes], list[bytes]]] = {}
-        for (topic, partition), offset in offsets.items():
-            names, values = fields.setdefault(partition, ([], []))
-            names.append(b"off:" + topic.encode())
-            values.append(b"%d" % offset)
-        for partition, data in outbox.items():
-            names, values = fields.setdefault(partition, ([], []))
-            names.append(b"outbox")
-            values.append(data)
-        for partition, version in (policies or {}).items():
-            names, values = fields.setdefault(partition, ([], []))
-            names.append(b"policy")
-            values.append(version.encode())
-        for partition, seq in (sequences or {}).items():
-            names, values = fields.setdefault(partition, ([], []))
-            names.append(b"seq")
-            values.append(b"%d" % seq)
-        for partition, (names, values) in fields.items():
-            writes.hset(self._partition_key(partition), names, values)
+        for partition in progress.keys() | outbox.keys():
+            fields = _progress_fields(progress[partition]) if partition in progress else {}
+            if partition in outbox:
+                fields[b"outbox"] = outbox[partition]
+            writes.hset(self._partition_key(partition), list(fields), list(fields.values()))
         return self._commit(batch, writes)
 
     def partition_state(self, partition: int) -> PartitionState:
         raw = self._redis.hgetall(self._partition_key(partition))
         fields = {_raw(k): _raw(v) for k, v in raw.items()}
-        offsets = {
-            name[4:].decode(): int(value)
-            for name, value in fields.items()
-            if name.startswith(b"off:")
-        }
         policy = fields.get(b"policy")
-        return PartitionState(
-            offsets,
-            fields.get(b"outbox") or None,
-            None if policy is None else policy.decode(),
-            int(fields.get(b"seq", b"0")),
+        progress = PartitionProgress(
+            offsets={
+                name[4:].decode(): int(value)
+                for name, value in fields.items()
+                if name.startswith(b"off:")
+            },
+            seq=int(fields.get(b"seq", b"0")),
+            policy=None if policy is None else policy.decode(),
+            counts={
+                name[2:].decode(): int(value)
+                for name, value in fields.items()
+                if name.startswith(b"n:")
+            },
         )
+        return PartitionState(progress, fields.get(b"outbox") or None)
+
+    def size_changes(
+        self, batch: StateAccess
+    ) -> tuple[list[tuple[str, AccountState | None, AccountState]], dict[str, int]]:
+        """Accounts as loaded and as changed, and each account's change of
+        posts in the view: what the state-size metrics count."""
+        if not isinstance(batch, RedisBatch) or batch.store is not self:
+            raise TypeError("size_changes takes a batch that this store's load() returned")
+        accounts = [
+            (account_id, batch.loaded_accounts.get(account_id), state)
+            for account_id, state in batch.dirty_accounts.items()
+        ]
+        return accounts, dict(batch.view_deltas)
 
     # The changelog (topic eligibility-state): Redis is a serving copy that can
     # be rebuilt from it. Keys: a:<account>, p:<post>, v:<n>:<account><post>
@@ -656,19 +670,13 @@ class RedisStore:
                 writes.hset(self._view_key + account, puts, values)
         self._write(writes)
 
-    def restore_partition(
-        self, partition: int, offsets: Mapping[str, int], seq: int, policy: str | None
-    ) -> None:
+    def restore_partition(self, partition: int, progress: PartitionProgress) -> None:
         """A partition's progress as the changelog last recorded it (no outbox:
         what that batch sent is in Kafka)."""
         key = self._partition_key(partition)
-        fields: dict[bytes, bytes] = {b"off:" + t.encode(): b"%d" % o for t, o in offsets.items()}
-        fields[b"seq"] = b"%d" % seq
-        if policy is not None:
-            fields[b"policy"] = policy.encode()
         pipe = self._redis.pipeline(transaction=True)
         pipe.hdel(key, "outbox")
-        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        pipe.hset(key, mapping=_progress_fields(progress))  # type: ignore[arg-type]
         pipe.execute()
 
     def check_serving(self) -> list[str]:
@@ -812,6 +820,15 @@ class _Args:
         start = len(self.args)
         self.args.extend(fields)
         self._add(key, start - len(self.args))
+
+
+def _progress_fields(progress: PartitionProgress) -> dict[bytes, bytes]:
+    fields = {b"off:" + t.encode(): b"%d" % o for t, o in progress.offsets.items()}
+    fields[b"seq"] = b"%d" % progress.seq
+    if progress.policy is not None:
+        fields[b"policy"] = progress.policy.encode()
+    fields.update({b"n:" + name.encode(): b"%d" % n for name, n in progress.counts.items()})
+    return fields
 
 
 def _view_entry_key(account: bytes, post: bytes) -> bytes:

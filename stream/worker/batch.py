@@ -40,20 +40,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
 from stream.core.decode import DeadLetter, Decoded, Message
 from stream.core.engine import Engine, Footprint, Outcome, footprint
-from stream.core.state import StateAccess
-from stream.store.base import PartitionState
+from stream.core.state import AccountState, StateAccess
+from stream.core.times import coming_of_age_us
+from stream.store.base import PartitionProgress, PartitionState
 from stream.worker.changelog import (
     ChangelogReader,
-    Progress,
+    ahead_of,
     marker_message,
     rebuild_partition,
     state_message,
@@ -95,10 +97,8 @@ class WorkerStore(Protocol):
         self,
         batch: StateAccess | None,
         fence: Mapping[int, int],
-        offsets: Mapping[tuple[str, int], int],
+        progress: Mapping[int, PartitionProgress],
         outbox: Mapping[int, bytes],
-        policies: Mapping[int, str] | None = None,
-        sequences: Mapping[int, int] | None = None,
     ) -> bool: ...
 
     def claim(self, fence: Mapping[int, int]) -> None: ...
@@ -113,9 +113,11 @@ class WorkerStore(Protocol):
 
     def restore(self, entries: Mapping[bytes, bytes | None]) -> None: ...
 
-    def restore_partition(
-        self, partition: int, offsets: Mapping[str, int], seq: int, policy: str | None
-    ) -> None: ...
+    def restore_partition(self, partition: int, progress: PartitionProgress) -> None: ...
+
+    def size_changes(
+        self, batch: StateAccess
+    ) -> tuple[list[tuple[str, AccountState | None, AccountState]], dict[str, int]]: ...
 
 
 Publish = Callable[[Sequence[OutputMessage]], Awaitable[None]]
@@ -140,20 +142,42 @@ class BatchStats:
     applied: int = 0
     skipped: int = 0  # redelivered at or below the applied offset
     forwarded: int = 0  # on a partition its key does not hash to
-    outcomes: list[tuple[Incoming, Outcome]] = field(default_factory=list)
-    sent: int = 0
+    outcomes: list[Applied.Item] = field(default_factory=list)
+    sent: int = 0  # messages sent: outputs, forwards, changelog
+    seconds: float = 0.0
 
 
 @dataclass(slots=True)
 class Applied:
     """A batch applied in memory, not yet committed."""
 
+    # a record, what applying it did, and its event's ts (None: a dead letter)
+    Item = tuple[Incoming, Outcome, int | None]
+
     state: StateAccess
     outboxes: dict[int, list[OutputMessage]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    outcomes: list[tuple[Incoming, Outcome]] = field(default_factory=list)
+    outcomes: list[Item] = field(default_factory=list)
     sequences: dict[int, int] = field(default_factory=dict)  # partition -> last seq used
+
+
+def _objected(engine: Engine, state: AccountState | None, now: int) -> int:
+    return int(state is not None and state.objected and not state.deleted)
+
+
+def _quarantined(engine: Engine, state: AccountState | None, now: int) -> int:
+    return int(state is not None and state.quarantined and not state.deleted)
+
+
+def _minor(engine: Engine, state: AccountState | None, now: int) -> int:
+    """A minor by the profile, at the time the profile is applied."""
+    if state is None or state.deleted or state.birth_date is None:
+        return 0
+    return int(now < coming_of_age_us(state.birth_date, engine.min_age_for(state.country)))
+
+
+_SIZE_FLAGS: Final = {"objected": _objected, "quarantined": _quarantined, "minor": _minor}
 
 
 class BatchWorker:
@@ -169,18 +193,19 @@ class BatchWorker:
         retry: Retry,
         changelog: ChangelogReader | None = None,
         after_commit: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
-        self._changelog = changelog  # None: no changelog written or read (tests)
-        self._after_commit = after_commit  # tests: a crash between commit and sends
         self.store = store
         self._publish = publish
         self.partitions = partitions
         self._retry = retry
+        self._changelog = changelog  # None: no changelog written or read (tests)
+        self._after_commit = after_commit  # tests: a crash between commit and sends
+        self._clock = clock
         self.owned: dict[int, int] = {}  # partition -> generation
         self._ready: set[int] = set()  # recovered in the current generation
-        self._applied: dict[tuple[str, int], int] = {}
-        self._seq: dict[int, int] = {}  # partition -> messages applied so far
+        self.progress: dict[int, PartitionProgress] = {}
 
     # -- ownership -------------------------------------------------------------
 
@@ -195,137 +220,143 @@ class BatchWorker:
         for partition in partitions:
             self.owned.pop(partition, None)
             self._ready.discard(partition)
+            self.progress.pop(partition, None)
 
     def owns_account(self, account_id: str) -> bool:
-        return partition_for(account_id.encode(), self.partitions) in self.owned
+        return self._partition(account_id) in self.owned
+
+    def _partition(self, account_id: str) -> int:
+        return partition_for(account_id.encode(), self.partitions)
 
     async def _recover(self, partition: int) -> None:
-        """First thing for a partition in a generation: send what the last
-        owner committed but may not have sent, then judge the view anew if
-        the policy changed."""
+        """First thing for a partition in a generation: rebuild Redis from the
+        changelog if it is behind, send what the last owner committed but may
+        not have sent, then judge the view anew if the policy changed."""
         state: PartitionState = await self._retry(self.store.partition_state, partition)
         if self._changelog is not None:
-            progress = await asyncio.to_thread(self._changelog.last_progress, partition)
-            if progress is not None and progress.ahead_of(state):
+            known = await asyncio.to_thread(self._changelog.last_progress, partition)
+            if known is not None and ahead_of(known, state.progress):
                 log.warning("partition %d: Redis is behind its changelog, rebuilding", partition)
                 await asyncio.to_thread(rebuild_partition, self._changelog, self.store, partition)
                 state = await self._retry(self.store.partition_state, partition)
-        for topic, offset in state.offsets.items():
-            self._applied[(topic, partition)] = offset
-        self._seq[partition] = state.seq
+        self.progress[partition] = state.progress
+        fence = {partition: self.owned[partition]}
         if state.outbox:
-            await self._send(decode_outbox(state.outbox), {partition: self.owned[partition]})
-        if state.policy != self.engine.policy_version:
-            await self._sweep(partition)
+            await self._send(decode_outbox(state.outbox), fence)
+        if state.progress.policy != self.engine.policy_version:
+            await self._sweep(partition, fence)
         self._ready.add(partition)
 
-    async def _sweep(self, partition: int) -> None:
-        fence = {partition: self.owned[partition]}
-        policy = {partition: self.engine.policy_version}
+    async def _sweep(self, partition: int, fence: Mapping[int, int]) -> None:
         sweeper = Message(topic="policy-sweep", key=None, value=None, partition=partition)
         for chunk in self.store.accounts_in_view():
-            mine = [a for a in chunk if partition_for(a.encode(), self.partitions) == partition]
+            mine = [a for a in chunk if self._partition(a) == partition]
             if not mine:
                 continue
             batch = await self._retry(
                 self.store.load, [Footprint(accounts=(a,), views=(a,)) for a in mine]
             )
-            outputs = output_messages(sweeper, None, self.engine.sweep(batch, mine))
-            outputs += self._state_messages(batch)[partition]
-            await self._commit(batch, fence, {}, {partition: encode_outbox(outputs)})
-            await self._send(outputs, fence)
-        marker = self._markers(fence)
-        await self._commit(None, fence, {}, {partition: encode_outbox(marker)}, policy)
-        await self._send(marker, fence)
+            outcome = self.engine.sweep(batch, mine)
+            outboxes = {partition: output_messages(sweeper, None, outcome)}
+            progress = self._counted(batch, {partition: self.progress[partition]}, {})
+            await self._finish(batch, fence, progress, outboxes)
+        swept = replace(self.progress[partition], policy=self.engine.policy_version)
+        await self._finish(None, fence, {partition: swept}, {partition: []})
 
     # -- batches ---------------------------------------------------------------
 
     async def process(self, records: Sequence[Incoming]) -> BatchStats:
+        started = time.perf_counter()
         stats = BatchStats()
         for partition in sorted({r.partition for r in records} - self._ready):
             if partition not in self.owned:
                 raise Fenced(f"partition {partition} is not assigned to this worker")
             await self._recover(partition)
         fence = {r.partition: self.owned[r.partition] for r in records}
-        outboxes: dict[int, list[OutputMessage]] = defaultdict(list)
-        offsets: dict[tuple[str, int], int] = {}
+        offsets = {p: dict(self.progress[p].offsets) for p in fence}
+        outboxes: dict[int, list[OutputMessage]] = {p: [] for p in fence}
         work: list[Incoming] = []
         for record in records:
-            where = (record.topic, record.partition)
-            if record.offset <= self._applied.get(where, -1):
+            applied = offsets[record.partition]
+            if record.offset <= applied.get(record.topic, -1):
                 stats.skipped += 1
                 continue
-            offsets[where] = max(offsets.get(where, -1), record.offset)
+            applied[record.topic] = record.offset
             target = self._home(record)
             if target != record.partition:
                 outboxes[record.partition].append(_forward(record, target))
                 stats.forwarded += 1
             else:
                 work.append(record)
+        if stats.skipped == len(records):
+            return stats
+        progress = {p: replace(self.progress[p], offsets=offsets[p]) for p in fence}
         batch = None
-        sequences: dict[int, int] = {}
         if work:
-            applied: Applied = await self._retry(self._apply, work, dict(self._seq))
-            sequences = applied.sequences
-            batch = applied.state
-            for partition, messages in applied.outboxes.items():
+            first_seq = {p: progress[p].seq for p in fence}
+            result: Applied = await self._retry(self._apply, work, first_seq)
+            batch = result.state
+            for partition, messages in result.outboxes.items():
                 outboxes[partition].extend(messages)
-            stats.applied = len(work)
-            stats.outcomes = applied.outcomes
-        if offsets:
-            if batch is not None:
-                for partition, messages in self._state_messages(batch).items():
-                    outboxes[partition].extend(messages)
-            pending = dict(self._applied)
-            pending.update(offsets)
-            seq = {**self._seq, **sequences}
-            for message in self._markers(fence, pending, seq):
-                outboxes[message.partition or 0].append(message)
-            encoded = {p: encode_outbox(messages) for p, messages in outboxes.items()}
-            for partition in fence:  # partitions that sent nothing: an empty outbox
-                encoded.setdefault(partition, encode_outbox([]))
-            await self._commit(batch, fence, offsets, encoded, None, sequences)
-            self._applied.update(offsets)
-            self._seq.update(sequences)
-            if self._after_commit is not None:
-                self._after_commit()
-            await self._send([m for p in sorted(outboxes) for m in outboxes[p]], fence)
-        stats.sent = sum(len(m) for m in outboxes.values())
+            progress = self._counted(batch, progress, result.sequences)
+            stats.applied, stats.outcomes = len(work), result.outcomes
+        stats.sent = await self._finish(batch, fence, progress, outboxes)
+        stats.seconds = time.perf_counter() - started
         return stats
 
-    def _state_messages(self, batch: StateAccess) -> dict[int, list[OutputMessage]]:
-        """The batch's state changes as changelog messages, by input partition."""
-        by_partition: dict[int, list[OutputMessage]] = defaultdict(list)
-        if self._changelog is None:
-            return by_partition
-        for account_id, key, value in self.store.changelog(batch):
-            partition = partition_for(account_id.encode(), self.partitions)
-            by_partition[partition].append(state_message(partition, key, value))
-        return by_partition
-
-    def _markers(
+    async def _finish(
         self,
+        batch: StateAccess | None,
         fence: Mapping[int, int],
-        applied: Mapping[tuple[str, int], int] | None = None,
-        seq: Mapping[int, int] | None = None,
-    ) -> list[OutputMessage]:
-        """Each partition's progress (by default as it stands), the last
-        changelog message of its batch."""
-        if self._changelog is None:
-            return []
-        applied = self._applied if applied is None else applied
-        seq = self._seq if seq is None else seq
-        return [
-            marker_message(
-                partition,
-                Progress(
-                    {t: o for (t, p), o in applied.items() if p == partition},
-                    seq.get(partition, 0),
-                    self.engine.policy_version,
-                ),
-            )
-            for partition in fence
-        ]
+        progress: Mapping[int, PartitionProgress],
+        outboxes: Mapping[int, list[OutputMessage]],
+    ) -> int:
+        """Commit (state, progress, outboxes with the changelog), then send."""
+        if self._changelog is not None:
+            outboxes = {p: list(m) for p, m in outboxes.items()}
+            if batch is not None:
+                for account_id, key, value in self.store.changelog(batch):
+                    partition = self._partition(account_id)
+                    outboxes[partition].append(state_message(partition, key, value))
+            for partition in fence:  # the progress marker: last of the partition's batch
+                outboxes[partition].append(marker_message(partition, progress[partition]))
+        encoded = {p: encode_outbox(outboxes.get(p, [])) for p in fence}
+        done = await self._retry(
+            self.store.commit_partitions, batch, fence, {p: progress[p] for p in fence}, encoded
+        )
+        if not done:
+            raise Fenced(f"partitions {sorted(fence)} were claimed by another worker")
+        self.progress.update({p: progress[p] for p in fence})
+        if self._after_commit is not None:
+            self._after_commit()
+        messages = [m for p in sorted(outboxes) for m in outboxes[p]]
+        await self._send(messages, fence)
+        return len(messages)
+
+    def _counted(
+        self,
+        batch: StateAccess,
+        progress: dict[int, PartitionProgress],
+        seq: Mapping[int, int],
+    ) -> dict[int, PartitionProgress]:
+        """The partitions' progress with the batch's sequence numbers and
+        state sizes (accounts objected, quarantined, minor; posts in view)."""
+        counts = {p: dict(progress[p].counts) for p in progress}
+        accounts, views = self.store.size_changes(batch)
+        now = int(self._clock() * 1_000_000)
+        for account_id, before, after in accounts:
+            tally = counts.setdefault(self._partition(account_id), {})
+            for name, flag in _SIZE_FLAGS.items():
+                change = flag(self.engine, after, now) - flag(self.engine, before, now)
+                if change:
+                    tally[name] = tally.get(name, 0) + change
+        for account_id, change in views.items():
+            tally = counts.setdefault(self._partition(account_id), {})
+            tally["in_view"] = tally.get("in_view", 0) + change
+        return {
+            p: replace(progress[p], seq=seq.get(p, progress[p].seq), counts=counts[p])
+            for p in progress
+        }
 
     def _home(self, record: Incoming) -> int:
         """The partition a record belongs to: its key's (null keys stay put:
@@ -334,9 +365,10 @@ class BatchWorker:
             return record.partition
         return partition_for(record.key, self.partitions)
 
-    def _apply(self, work: list[Incoming], seq: dict[int, int]) -> Applied:
+    def _apply(self, work: list[Incoming], first_seq: Mapping[int, int]) -> Applied:
         """Decode, load the batch's state in one go, apply in order. Retried
         whole on a Redis error: nothing is kept from a failed try."""
+        seq = dict(first_seq)
         messages = [_message(r) for r in work]
         retracts = [_retract_request(r) for r in work]
         decoded: list[Decoded | DeadLetter | None] = [
@@ -358,7 +390,8 @@ class BatchWorker:
             outbox = applied.outboxes[record.partition]
             outbox.extend(output_messages(message, record.key, outcome, number))
             outbox.extend(self._foreign_retractions(outcome, state, record))
-            applied.outcomes.append((record, outcome))
+            ts = item.ts if isinstance(item, Decoded) else None
+            applied.outcomes.append((record, outcome, ts))
         applied.sequences = {p: seq[p] for p in {r.partition for r in work}}
         return applied
 
@@ -386,21 +419,6 @@ class BatchWorker:
             )
             for owner, posts in by_owner.items()
         ]
-
-    async def _commit(
-        self,
-        batch: StateAccess | None,
-        fence: Mapping[int, int],
-        offsets: Mapping[tuple[str, int], int],
-        outbox: Mapping[int, bytes],
-        policies: Mapping[int, str] | None = None,
-        sequences: Mapping[int, int] | None = None,
-    ) -> None:
-        done = await self._retry(
-            self.store.commit_partitions, batch, fence, offsets, outbox, policies, sequences
-        )
-        if not done:
-            raise Fenced(f"partitions {sorted(fence)} were claimed by another worker")
 
     async def _send(self, messages: Sequence[OutputMessage], fence: Mapping[int, int]) -> None:
         if not messages:

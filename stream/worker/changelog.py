@@ -18,26 +18,19 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from stream.kafka.client import KafkaSettings
 from stream.kafka.topics import STATE_TOPIC
-from stream.store.base import PartitionState
+from stream.store.base import PartitionProgress
 from stream.worker.outputs import OutputMessage
 
 
-class Progress(msgspec.Struct, frozen=True):
-    """How far a partition's state goes: applied offsets per input topic,
-    the audit sequence, the policy its view was judged by."""
-
-    offsets: dict[str, int]
-    seq: int
-    policy: str | None
-
-    def ahead_of(self, state: PartitionState) -> bool:
-        return self.seq > state.seq or any(
-            offset > state.offsets.get(topic, -1) for topic, offset in self.offsets.items()
-        )
+def ahead_of(progress: PartitionProgress, state: PartitionProgress) -> bool:
+    """Whether the changelog knows more of a partition than Redis does."""
+    return progress.seq > state.seq or any(
+        offset > state.offsets.get(topic, -1) for topic, offset in progress.offsets.items()
+    )
 
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_progress = msgspec.msgpack.Decoder(Progress).decode
+_decode_progress = msgspec.msgpack.Decoder(PartitionProgress).decode
 
 
 def marker_key(partition: int) -> bytes:
@@ -48,7 +41,7 @@ def state_message(partition: int, key: bytes, value: bytes | None) -> OutputMess
     return OutputMessage(STATE_TOPIC, key, value, partition=partition)
 
 
-def marker_message(partition: int, progress: Progress) -> OutputMessage:
+def marker_message(partition: int, progress: PartitionProgress) -> OutputMessage:
     return state_message(partition, marker_key(partition), _encode(progress))
 
 
@@ -63,7 +56,7 @@ class ChangelogReader:
     def _consumer(self) -> Consumer:
         return Consumer(self._kafka.reader_config(STATE_TOPIC))
 
-    def last_progress(self, partition: int) -> Progress | None:
+    def last_progress(self, partition: int) -> PartitionProgress | None:
         """The newest marker of a partition, or None when it has none."""
         consumer = self._consumer()
         try:
@@ -120,7 +113,9 @@ class ChangelogReader:
         return out
 
 
-def progress_of(entries: Mapping[bytes, bytes | None], partition: int) -> Progress | None:
+def progress_of(
+    entries: Mapping[bytes, bytes | None], partition: int
+) -> PartitionProgress | None:
     value = entries.get(marker_key(partition))
     return None if value is None else _decode_progress(value)
 
@@ -128,18 +123,16 @@ def progress_of(entries: Mapping[bytes, bytes | None], partition: int) -> Progre
 class RestorableStore(Protocol):
     def restore(self, entries: Mapping[bytes, bytes | None]) -> None: ...
 
-    def restore_partition(
-        self, partition: int, offsets: Mapping[str, int], seq: int, policy: str | None
-    ) -> None: ...
+    def restore_partition(self, partition: int, progress: PartitionProgress) -> None: ...
 
 
 def rebuild_partition(
     reader: ChangelogReader, store: RestorableStore, partition: int
-) -> Progress | None:
+) -> PartitionProgress | None:
     """Write a partition's state back into Redis from the changelog; its progress."""
     entries = reader.read_partition(partition)
     store.restore(entries)
     progress = progress_of(entries, partition)
     if progress is not None:
-        store.restore_partition(partition, progress.offsets, progress.seq, progress.policy)
+        store.restore_partition(partition, progress)
     return progress

@@ -64,6 +64,7 @@ class Worker:
     process: subprocess.Popen[bytes]
     log: Path
     stopped: bool = False  # on purpose: its exit is no failure
+    web_port: int = 0  # its /metrics
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process.poll() is None:
@@ -119,14 +120,15 @@ class Deployment:
 
     def start_worker(self, **extra: str) -> Worker:
         log = self.tmp / f"worker-{len(self.workers)}.log"
+        env = self.env(**extra)
         process = subprocess.Popen(
             [sys.executable, "-m", "stream", "worker", "--loglevel", "info"],
             cwd=ROOT,
-            env=self.env(**extra),
+            env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        worker = Worker(process, log)
+        worker = Worker(process, log, web_port=int(env["ELIGIBILITY_WEB_PORT"]))
         self.workers.append(worker)
         return worker
 
