@@ -31,11 +31,12 @@ from stream.core.policy import load_policy
 from stream.kafka.client import KafkaSettings
 from stream.kafka.topics import CO_PARTITIONED, OUTPUT_TOPICS, verify_topics
 from stream.keys import load_pseudonymizer
+from stream.logs import json_logging_config
 from stream.metrics import Metrics
 from stream.metrics import create as create_metrics
 from stream.settings import WorkerSettings
 from stream.store.redis_store import RedisStore
-from stream.worker.batch import BatchWorker, Fenced, Incoming
+from stream.worker.batch import BatchStats, BatchWorker, Fenced, Incoming
 from stream.worker.changelog import ChangelogReader
 from stream.worker.observe import observe_batch
 from stream.worker.outputs import OutputMessage
@@ -69,7 +70,7 @@ def hard_exit(code: int) -> None:
     os._exit(code)
 
 
-def create_app(settings: WorkerSettings) -> faust.App:
+def create_app(settings: WorkerSettings, loglevel: str = "info") -> faust.App:
     """Checks the topics and the state, then builds the app (raises
     `StartupError` with every problem found)."""
     kafka = settings.kafka
@@ -97,6 +98,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         web_host=settings.web_host,
         key_serializer="raw",
         value_serializer="raw",
+        logging_config=json_logging_config(loglevel) if settings.log_json else None,
     )
     logical = {kafka.topic(name): name for name in INPUT_TOPICS}
     source = app.topic(
@@ -150,6 +152,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 log.exception("unexpected error, stopping without acknowledging the batch")
                 hard_exit(EXIT_BUG)
             observe_batch(metrics, stats, worker.progress, time.time())
+            log_decisions(stats)
             log.info(
                 "batch: %d applied, %d skipped, %d forwarded, %d sent in %.1f ms",
                 stats.applied, stats.skipped, stats.forwarded, stats.sent, stats.seconds * 1000,
@@ -200,6 +203,27 @@ def check_world(settings: WorkerSettings, store: RedisStore, kafka: KafkaSetting
     if problems:
         raise StartupError("refusing to start:\n  " + "\n  ".join(problems))
     return partitions
+
+
+def log_decisions(stats: BatchStats) -> None:
+    """One line per retraction and per dead letter: operators follow a post by
+    its id and an account by its pseudonym (never its id, never a text)."""
+    for record, outcome, _ in stats.outcomes:
+        for audit in outcome.audits:
+            source = f"{record.topic}[{record.partition}]@{record.offset}"
+            if audit.record == "retraction":
+                log.info(
+                    "retracted %s of %s: %s (from %s)",
+                    audit.post_id, audit.author, ",".join(audit.reasons), source,
+                    extra={"post_id": audit.post_id, "author": audit.author,
+                           "cause": list(audit.reasons), "source": source},
+                )
+            elif audit.record == "dead_letter":
+                log.info(
+                    "dead letter %s from %s", ",".join(audit.reasons), source,
+                    extra={"reason": audit.reasons[0], "source": source,
+                           "author": audit.author, "post_id": audit.post_id},
+                )
 
 
 def make_retry(metrics: Metrics) -> Any:

@@ -278,7 +278,7 @@ def worker_command(ctx: click.Context, loglevel: str) -> None:
     from stream.settings import SettingsError, WorkerSettings
 
     try:
-        app = create_app(WorkerSettings.from_env())
+        app = create_app(WorkerSettings.from_env(), loglevel)
     except (StartupError, SettingsError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
     sys.argv = ["eligibility", "worker", "--loglevel", loglevel, *ctx.args]

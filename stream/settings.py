@@ -34,6 +34,7 @@ class WorkerSettings:
     session_timeout_ms: int = 30_000  # ELIGIBILITY_SESSION_TIMEOUT_MS
     web_port: int = 6066  # ELIGIBILITY_WEB_PORT: Faust's web server, with /metrics
     web_host: str = "127.0.0.1"  # ELIGIBILITY_WEB_HOST: 0.0.0.0 in a container
+    log_json: bool = False  # ELIGIBILITY_LOG_FORMAT=json: one JSON object per line
     crash_after_commit: bool = False  # ELIGIBILITY_TEST_CRASH_AFTER_COMMIT=1: tests only
 
     @classmethod
@@ -67,5 +68,6 @@ class WorkerSettings:
             session_timeout_ms=number("SESSION_TIMEOUT_MS", 30_000, least=1000),
             web_port=number("WEB_PORT", 6066),
             web_host=text("WEB_HOST", "127.0.0.1"),
+            log_json=text("LOG_FORMAT", "text") == "json",
             crash_after_commit=text("TEST_CRASH_AFTER_COMMIT", "0") == "1",
         )
