@@ -3,7 +3,7 @@
 # Kafka jars. Idempotent, and fast (no network) when everything is already there.
 #
 #   - apt (root only, and only if something is missing): redis-server, plus Java 17 / Maven /
-#     python3-venv when absent; prometheus too (for a later stage; failure is only a warning)
+#     python3-venv and prometheus (server + promtool) when absent
 #   - .venv with python3.11 (>= 3.11), `pip install -e '.[test]'` whenever pyproject.toml
 #     changed since the last successful install (stamp: .venv/.bootstrap-stamp)
 #   - deploy/kafka.sh fetch (jars cached in ${ELIGIBILITY_CACHE:-~/.cache/eligibility})
@@ -60,16 +60,13 @@ pkgs=()
 have redis-server || pkgs+=(redis-server)
 (($(java_major) >= 17)) || pkgs+=(openjdk-17-jre-headless)
 have mvn || pkgs+=(maven)
+# Prometheus (server + promtool): the alert-rule tests and the dashboard test run the real one.
+have prometheus && have promtool || pkgs+=(prometheus)
 if [[ ! -x "$VENV/bin/python" ]] && ! find_python >/dev/null; then
     pkgs+=(python3 python3-venv)
 fi
 if ((${#pkgs[@]} > 0)); then
     apt_install "${pkgs[@]}"
-    # Prometheus (server + promtool) is for a later stage: install it with the rest, but do not
-    # fail the bootstrap over it.
-    if ! have prometheus; then
-        apt_install prometheus || warn "could not install prometheus (not needed yet)"
-    fi
 fi
 
 # --- Python virtualenv -----------------------------------------------------------------------

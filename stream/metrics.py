@@ -26,7 +26,7 @@ _LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0, 3600.0, 86400.0, 604800.0,
 )
-# Honouring an objection: the objective is seconds (p99 <= 1 s), the alert fires past 60 s.
+# Honouring an objection: the objective is p99 <= 1 s (alert EligibilityObjectionHonourSlow).
 _HONOUR_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
