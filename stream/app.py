@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -99,6 +100,7 @@ def create_app(settings: WorkerSettings, loglevel: str = "info") -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         logging_config=json_logging_config(loglevel) if settings.log_json else None,
+        broker_credentials=faust_credentials(kafka),
     )
     logical = {kafka.topic(name): name for name in INPUT_TOPICS}
     source = app.topic(
@@ -203,6 +205,24 @@ def check_world(settings: WorkerSettings, store: RedisStore, kafka: KafkaSetting
     if problems:
         raise StartupError("refusing to start:\n  " + "\n  ".join(problems))
     return partitions
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """The Kafka security settings (ELIGIBILITY_KAFKA_*) for Faust's aiokafka
+    clients, as the confluent-kafka clients get them."""
+    security = dict(kafka.security)
+    protocol = security.get("security.protocol", "PLAINTEXT").upper()
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=security.get("sasl.username"),
+            password=security.get("sasl.password"),
+            mechanism=security.get("sasl.mechanism", "PLAIN"),
+            ssl_context=context,
+        )
+    return None if context is None else faust.SSLCredentials(context)
 
 
 def log_decisions(stats: BatchStats) -> None:
