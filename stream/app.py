@@ -39,7 +39,7 @@ from stream.settings import WorkerSettings
 from stream.store.redis_store import RedisStore
 from stream.worker.batch import BatchStats, BatchWorker, Fenced, Incoming
 from stream.worker.changelog import ChangelogReader
-from stream.worker.observe import observe_batch
+from stream.worker.observe import forget_partitions, observe_batch
 from stream.worker.outputs import OutputMessage
 
 log = logging.getLogger("eligibility.worker")
@@ -136,8 +136,23 @@ def create_app(settings: WorkerSettings, loglevel: str = "info") -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]
-        worker.revoke({tp.partition for tp in revoked if tp.topic in logical})
+        gone = {tp.partition for tp in revoked if tp.topic in logical}
+        worker.revoke(gone)
+        forget_partitions(metrics, gone)
         metrics.assigned_partitions.set(len(worker.owned))
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        """Before consumption resumes: resend predecessors' outboxes, rebuild
+        from the changelog, sweep for a new policy: not only when input comes."""
+        try:
+            await worker.recover_all()
+        except Fenced as exc:
+            log.error("fenced, stopping: %s", exc)
+            hard_exit(EXIT_FENCED)
+        except BaseException:
+            log.exception("unexpected error while recovering partitions, stopping")
+            hard_exit(EXIT_BUG)
 
     @app.agent(source, concurrency=1)
     async def apply_events(stream: Any) -> None:
@@ -268,6 +283,9 @@ def make_retry(metrics: Metrics) -> Any:
         ):
             with attempt, metrics.redis_seconds.time():
                 result = fn(*args)
+            outcome = attempt.retry_state.outcome
+            if outcome is not None and outcome.failed:
+                continue  # tenacity retries it, or raises it if it is no Redis outage
             if attempt.retry_state.attempt_number > 1:
                 metrics.paused.set(0)
                 log.info("Redis answers again: resumed")

@@ -7,6 +7,8 @@ import hmac
 from functools import lru_cache
 from typing import Final
 
+from stream.core.ids import id_bytes
+
 # Only for offline trials: every pseudonym it makes carries DEV_PREFIX, so its
 # output can never pass for real output.
 DEV_KEY: Final = b"eligibility-filter development key - not for real data"
@@ -24,7 +26,7 @@ class Pseudonymizer:
         self.author = lru_cache(maxsize=65_536)(self._author)
 
     def _author(self, account_id: str) -> str:
-        digest = hmac.new(self._key, account_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        digest = hmac.new(self._key, id_bytes(account_id), hashlib.sha256).hexdigest()
         return self._prefix + digest[:32]
 
     @classmethod

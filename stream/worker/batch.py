@@ -50,6 +50,7 @@ import msgspec
 
 from stream.core.decode import DeadLetter, Decoded, Message
 from stream.core.engine import Engine, Footprint, Outcome, footprint
+from stream.core.ids import id_bytes
 from stream.core.state import AccountState, StateAccess
 from stream.core.times import coming_of_age_us
 from stream.store.base import PartitionProgress, PartitionState
@@ -66,7 +67,7 @@ from stream.worker.partitioning import partition_for
 log = logging.getLogger(__name__)
 
 RETRACT_HEADER = "eligibility-retract-posts"  # value: JSON list of post ids
-FORWARDED_HEADER = "eligibility-forwarded-from"  # value: "partition:offset" where it landed
+FORWARDED_HEADER = "eligibility-forwarded-from"  # value: "topic:partition:offset" of its origin
 POSTS = "posts"
 
 
@@ -222,11 +223,14 @@ class BatchWorker:
             self._ready.discard(partition)
             self.progress.pop(partition, None)
 
-    def owns_account(self, account_id: str) -> bool:
-        return self._partition(account_id) in self.owned
-
     def _partition(self, account_id: str) -> int:
-        return partition_for(account_id.encode(), self.partitions)
+        return partition_for(id_bytes(account_id), self.partitions)
+
+    async def recover_all(self) -> None:
+        """Recover every owned partition now (after a rebalance), so a new
+        policy's sweep and a predecessor's outbox do not wait for new input."""
+        for partition in sorted(set(self.owned) - self._ready):
+            await self._recover(partition)
 
     async def _recover(self, partition: int) -> None:
         """First thing for a partition in a generation: rebuild Redis from the
@@ -282,6 +286,13 @@ class BatchWorker:
                 stats.skipped += 1
                 continue
             applied[record.topic] = record.offset
+            origin = _origin(record)
+            if origin is not None:
+                # a forward that its sender's outbox sent again after a crash
+                if origin[1] <= applied.get(origin[0], -1):
+                    stats.skipped += 1
+                    continue
+                applied[origin[0]] = origin[1]
             target = self._home(record)
             if target != record.partition:
                 outboxes[record.partition].append(_forward(record, target))
@@ -294,7 +305,7 @@ class BatchWorker:
         batch = None
         if work:
             first_seq = {p: progress[p].seq for p in fence}
-            result: Applied = await self._retry(self._apply, work, first_seq)
+            result: Applied = await self._retry(self._apply, work, first_seq, set(fence))
             batch = result.state
             for partition, messages in result.outboxes.items():
                 outboxes[partition].extend(messages)
@@ -365,10 +376,20 @@ class BatchWorker:
             return record.partition
         return partition_for(record.key, self.partitions)
 
-    def _apply(self, work: list[Incoming], first_seq: Mapping[int, int]) -> Applied:
+    def _apply(
+        self, work: list[Incoming], first_seq: Mapping[int, int], partitions: set[int]
+    ) -> Applied:
         """Decode, load the batch's state in one go, apply in order. Retried
-        whole on a Redis error: nothing is kept from a failed try."""
+        whole on a Redis error: nothing is kept from a failed try. Only the
+        accounts of the batch's `partitions` are written: a post of another
+        partition that a dead letter names gets a retraction request instead
+        (even when this worker owns that partition too, as its progress and
+        outbox are committed with its own batches)."""
         seq = dict(first_seq)
+
+        def owns(account_id: str) -> bool:
+            return self._partition(account_id) in partitions
+
         messages = [_message(r) for r in work]
         retracts = [_retract_request(r) for r in work]
         decoded: list[Decoded | DeadLetter | None] = [
@@ -379,7 +400,7 @@ class BatchWorker:
             footprint(d) if d is not None else Footprint(posts=tuple(posts or ()))
             for d, posts in zip(decoded, retracts, strict=True)
         ]
-        state = self.store.load(footprints, self.owns_account)
+        state = self.store.load(footprints, owns)
         applied = Applied(state)
         for record, message, item, posts in zip(work, messages, decoded, retracts, strict=True):
             if item is None:
@@ -389,14 +410,18 @@ class BatchWorker:
             seq[record.partition] = number = seq.get(record.partition, 0) + 1
             outbox = applied.outboxes[record.partition]
             outbox.extend(output_messages(message, record.key, outcome, number))
-            outbox.extend(self._foreign_retractions(outcome, state, record))
+            outbox.extend(self._foreign_retractions(outcome, state, record, owns))
             ts = item.ts if isinstance(item, Decoded) else None
             applied.outcomes.append((record, outcome, ts))
         applied.sequences = {p: seq[p] for p in {r.partition for r in work}}
         return applied
 
     def _foreign_retractions(
-        self, outcome: Outcome, state: StateAccess, record: Incoming
+        self,
+        outcome: Outcome,
+        state: StateAccess,
+        record: Incoming,
+        owns: Callable[[str], bool],
     ) -> list[OutputMessage]:
         dead = outcome.dead_letter
         if dead is None or not dead.posts:
@@ -404,18 +429,18 @@ class BatchWorker:
         by_owner: dict[str, list[str]] = defaultdict(list)
         for post_id in dead.posts:
             post = state.get_post(post_id)
-            if post is not None and not self.owns_account(post.owner):
+            if post is not None and not owns(post.owner):
                 by_owner[post.owner].append(post_id)
         return [
             OutputMessage(
                 POSTS,
-                owner.encode(),
+                id_bytes(owner),
                 None,
                 (
                     (RETRACT_HEADER, msgspec.json.encode(posts)),
-                    (FORWARDED_HEADER, f"{record.partition}:{record.offset}".encode()),
+                    (FORWARDED_HEADER, _where(record)),
                 ),
-                partition=partition_for(owner.encode(), self.partitions),
+                partition=self._partition(owner),
             )
             for owner, posts in by_owner.items()
         ]
@@ -457,6 +482,23 @@ def _retract_request(record: Incoming) -> list[str] | None:
     return posts
 
 
+def _where(record: Incoming) -> bytes:
+    return f"{record.topic}:{record.partition}:{record.offset}".encode()
+
+
+def _origin(record: Incoming) -> tuple[str, int] | None:
+    """For a record another partition's worker forwarded here: a progress key
+    naming this topic and the origin's topic and partition (forwards from one
+    origin reach one topic in the origin's order), and the origin offset."""
+    raw = record.header(FORWARDED_HEADER)
+    if raw is None:
+        return None
+    topic, partition, offset = [*raw.decode("ascii", "replace").split(":"), "", ""][:3]
+    if not (partition.isdigit() and offset.isdigit()):
+        return None
+    return f"fwd:{record.topic}<{topic}:{partition}", int(offset)
+
+
 def _forward(record: Incoming, target: int) -> OutputMessage:
-    headers = (*record.headers, (FORWARDED_HEADER, f"{record.partition}:{record.offset}".encode()))
+    headers = (*record.headers, (FORWARDED_HEADER, _where(record)))
     return OutputMessage(record.topic, record.key, record.value, headers, partition=target)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 
 from stream.core.engine import Publish
+from stream.core.events import INPUT_TOPICS
 from stream.metrics import Metrics
 from stream.store.base import PartitionProgress
 from stream.worker.batch import BatchStats
@@ -54,3 +56,20 @@ def observe_sizes(metrics: Metrics, progress: Mapping[int, PartitionProgress]) -
     for partition, known in progress.items():
         for name, gauge in gauges.items():
             gauge.labels(str(partition)).set(known.counts.get(name, 0))
+
+
+def forget_partitions(metrics: Metrics, partitions: set[int]) -> None:
+    """Drop the per-partition series of partitions this worker no longer owns:
+    their new owner reports them (summed over workers, nothing counts twice)."""
+    for partition in map(str, partitions):
+        for gauge in (
+            metrics.objected_accounts,
+            metrics.quarantined_accounts,
+            metrics.minor_accounts,
+            metrics.posts_in_view,
+        ):
+            with suppress(KeyError):
+                gauge.remove(partition)
+        for topic in INPUT_TOPICS:
+            with suppress(KeyError):
+                metrics.consumer_lag.remove(topic, partition)

@@ -42,6 +42,7 @@ from tests.integration.conftest import kafka_bootstrap, redis_url  # noqa: F401 
 ROOT = Path(__file__).parents[2]
 TEST_KEY = "system-test-pseudonym-key-0123456789"
 INPUTS = ("posts", "objections", "accounts")
+RETRACT_HEADER = "eligibility-retract-posts"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -164,6 +165,31 @@ class Deployment:
         if own:
             assert producer.flush(60) == 0
 
+    def produce_located(self, topic: str, key: bytes | None, value: bytes | None,
+                        partition: int | None = None,
+                        headers: list[tuple[str, bytes]] | None = None) -> tuple[int, int]:
+        """Produce one raw message (the upstream producer's config) and return the
+        (partition, offset) the broker gave it."""
+        producer = self.producer()
+        where: list[tuple[int, int]] = []
+        errors: list[Any] = []
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                errors.append(error)
+            else:
+                where.append((message.partition(), message.offset()))
+
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        producer.produce(self.kafka.topic(topic), **kwargs)
+        assert producer.flush(30) == 0
+        assert not errors and len(where) == 1, errors
+        return where[0]
+
     def produce_raw(self, topic: str, key: bytes | None, value: bytes | None,
                     partition: int | None = None) -> None:
         producer = self.producer()
@@ -240,89 +266,37 @@ class Deployment:
 
     # -- the two checks ------------------------------------------------------------
 
-    def applied_messages(self) -> list[Message]:
-        """The input messages in the order the workers applied them: per input
-        partition by the audit's seq (accounts of different partitions are
-        independent, so their interleaving does not matter)."""
-        first: dict[tuple[str, int, int], int] = {}
-        for record in self.audit():
-            source, seq = record.get("source"), record.get("seq")
-            if source is None or seq is None:
-                continue
-            where = (source["topic"], source["partition"], source["offset"])
-            first.setdefault(where, seq)
+    def inputs(self) -> dict[tuple[str, int, int], tuple[Message, list[str] | None]]:
+        """Every input message by (topic, partition, offset), with the posts it
+        names if it is a retraction request another partition's worker sent."""
         inputs = {}
         for topic in INPUTS:
             for m in self.read(topic):
                 key = m.key()
-                inputs[(topic, m.partition(), m.offset())] = Message(
-                    topic=topic,
-                    key=None if key is None else key.decode("utf-8", "surrogateescape"),
-                    value=m.value(),
-                    partition=m.partition(),
-                    offset=m.offset(),
+                headers = dict(m.headers() or [])
+                request = headers.get(RETRACT_HEADER)
+                inputs[(topic, m.partition(), m.offset())] = (
+                    Message(
+                        topic=topic,
+                        key=None if key is None else key.decode("utf-8", "surrogateescape"),
+                        value=m.value(),
+                        partition=m.partition(),
+                        offset=m.offset(),
+                    ),
+                    None if request is None else orjson.loads(request),
                 )
-        order = sorted(first, key=lambda where: (where[1], first[where]))
-        return [inputs[where] for where in order]
+        return inputs
 
     def check(self) -> dict[str, bytes]:
-        """Both checks; returns the view."""
-        view = self.view()
-        engine = Engine(DEFAULT_POLICY, Pseudonymizer(TEST_KEY.encode()),
-                        FixedClock(time.time_ns() // 1000))
-        store = MemoryStore()
-        offline: dict[str, bytes] = {}
-        for message in self.applied_messages():
-            for change in engine.apply(message, store).changes:
-                if isinstance(change, Publish):
-                    offline[change.post_id] = msgspec.json.encode(change.record)
-                else:
-                    offline.pop(change.post_id, None)
-        assert set(view) == set(offline), (
-            f"only in Kafka: {sorted(set(view) - set(offline))[:10]}, "
-            f"only offline: {sorted(set(offline) - set(view))[:10]}"
-        )
-        assert view == offline
-        for post_id in view:
-            post = store.posts[post_id]
-            assert not post.deleted
-            assert store.view_get(post.owner, post_id) is not None
-            account = store.accounts.get(post.owner)
-            assert engine.rule.account_reasons(account, post.created_at) == (), post_id
-        return view
-
-    # -- added for test_worker_input.py ----------------------------------------------
-
-    def produce_located(self, topic: str, key: bytes | None, value: bytes | None,
-                        partition: int | None = None,
-                        headers: list[tuple[str, bytes]] | None = None) -> tuple[int, int]:
-        """Produce one raw message (the upstream producer's config) and return the
-        (partition, offset) the broker gave it."""
-        producer = self.producer()
-        where: list[tuple[int, int]] = []
-        errors: list[Any] = []
-
-        def delivered(error: Any, message: Any) -> None:
-            if error is not None:
-                errors.append(error)
-            else:
-                where.append((message.partition(), message.offset()))
-
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = headers
-        producer.produce(self.kafka.topic(topic), **kwargs)
-        assert producer.flush(30) == 0
-        assert not errors and len(where) == 1, errors
-        return where[0]
-
-    # -- added for test_worker_policy.py ---------------------------------------------
+        """Both checks, for workers run with the default policy; returns the view."""
+        return self.check_with(DEFAULT_POLICY)
 
     def check_with(self, policy: Any, earlier: tuple[Any, ...] = ()) -> dict[str, bytes]:
-        """`check` for workers run with another `Policy` than the default; returns
-        the view. With `earlier` policies too (the workers ran with them before):
+        """The two checks (module docstring) for workers run with `policy`;
+        returns the view. Messages are replayed in the order the workers
+        applied them: per input partition by the audit's seq (accounts of
+        different partitions are independent, so their interleaving does not
+        matter). With `earlier` policies (the workers ran with them before),
         each message is replayed under the policy its audit record names and,
         as SPEC "A new policy" says, a partition's view is swept by the new
         policy where its version changes, and at the end by `policy` (the one
@@ -345,17 +319,7 @@ class Deployment:
             judged.setdefault(where, (seq, record["policy"]))
         unknown = {v for _, v in judged.values()} - set(engines)
         assert not unknown, f"messages applied under unexpected policy versions {unknown}"
-        inputs = {}
-        for topic in INPUTS:
-            for m in self.read(topic):
-                key = m.key()
-                inputs[(topic, m.partition(), m.offset())] = Message(
-                    topic=topic,
-                    key=None if key is None else key.decode("utf-8", "surrogateescape"),
-                    value=m.value(),
-                    partition=m.partition(),
-                    offset=m.offset(),
-                )
+        inputs = self.inputs()
         store = MemoryStore()
         offline: dict[str, bytes] = {}
 
@@ -377,7 +341,12 @@ class Deployment:
             if version.setdefault(partition, applied_by) != applied_by:
                 sweep(partition, engines[applied_by])
                 version[partition] = applied_by
-            play(engines[applied_by].apply(inputs[where], store).changes)
+            message, request = inputs[where]
+            by = engines[applied_by]
+            if request is not None:
+                play(by.retract_named(message, request, store).changes)
+            else:
+                play(by.apply(message, store).changes)
         for partition in range(self.partitions):
             if version.get(partition, engine.policy_version) != engine.policy_version:
                 sweep(partition, engine)
