@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from stream.core.decode import Message
 from stream.core.policy import DEFAULT_POLICY, EEA_EFTA, EU27, Policy, load_policy
