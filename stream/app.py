@@ -10,12 +10,11 @@ events are applied by one worker, in order. Everything else is in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import faust
@@ -40,7 +39,7 @@ from stream.store.redis_store import RedisStore
 from stream.worker.batch import BatchStats, BatchWorker, Fenced, Incoming
 from stream.worker.changelog import ChangelogReader
 from stream.worker.observe import forget_partitions, observe_batch
-from stream.worker.outputs import OutputMessage
+from stream.worker.publisher import KafkaPublisher
 
 log = logging.getLogger("eligibility.worker")
 T = TypeVar("T")
@@ -113,7 +112,7 @@ def create_app(settings: WorkerSettings, loglevel: str = "info") -> faust.App:
     worker = BatchWorker(
         engine,
         store,
-        FaustPublisher(app, kafka),
+        KafkaPublisher(kafka),
         partitions,
         retry,
         changelog=ChangelogReader(kafka),
@@ -293,44 +292,6 @@ def make_retry(metrics: Metrics) -> Any:
         raise AssertionError("unreachable")
 
     return retry
-
-
-class FaustPublisher:
-    """Sends output messages with Faust's producer and waits for every delivery."""
-
-    def __init__(self, app: faust.App, kafka: KafkaSettings) -> None:
-        self._app = app
-        self._kafka = kafka
-
-    async def __call__(self, messages: Sequence[OutputMessage]) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self._send(messages)
-                return
-            except Exception as exc:  # Kafka errors come in many kinds; the sends are idempotent
-                log.warning("sending %d messages failed (%s); retrying", len(messages), exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _send(self, messages: Sequence[OutputMessage]) -> None:
-        producer = self._app.producer
-        futures = []
-        for message in messages:
-            futures.append(
-                await producer.send(
-                    self._kafka.topic(message.topic),
-                    message.key,
-                    message.value,
-                    message.partition,
-                    None,
-                    list(message.headers) or None,
-                )
-            )
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise failed[0]
 
 
 def _incoming(message: Any, logical: dict[str, str]) -> Incoming:
