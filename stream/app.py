@@ -24,6 +24,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from stream import faust_fixes
 from stream.clock import SystemClock
 from stream.core.engine import Engine
 from stream.core.events import INPUT_TOPICS
@@ -73,6 +74,7 @@ def hard_exit(code: int) -> None:
 def create_app(settings: WorkerSettings, loglevel: str = "info") -> faust.App:
     """Checks the topics and the state, then builds the app (raises
     `StartupError` with every problem found)."""
+    faust_fixes.install()
     kafka = settings.kafka
     engine = Engine(
         load_policy(settings.policy_file),
