@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.services)
+
+
+def _free_port() -> int:
+    """A port below the ephemeral range that nothing listens on now."""
+    for _ in range(100):
+        port = 20000 + uuid.uuid4().int % 12000
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise AssertionError("no free port")
 
 
 class FixedClock:
@@ -114,7 +125,8 @@ class Deployment:
             ELIGIBILITY_PSEUDONYM_KEY=TEST_KEY,
             ELIGIBILITY_SESSION_TIMEOUT_MS="6000",
             ELIGIBILITY_COMMIT_INTERVAL_MS="200",
-            ELIGIBILITY_WEB_PORT=str(20000 + len(self.workers) + uuid.uuid4().int % 20000),
+            # below the ephemeral port range (32768-60999), where a clash could occur
+            ELIGIBILITY_WEB_PORT=str(_free_port()),
         )
         env.update(extra)
         return env
