@@ -114,13 +114,13 @@ def write_log(path: Path, lines: list[str]) -> Path:
 # --- topics create / verify ---
 
 
-def test_topics_create_makes_the_six_topics_as_specified(
+def test_topics_create_makes_every_topic_as_specified(
     prefix: str, kafka_admin: AdminClient
 ) -> None:
     result = cli("topics", "create")
     assert result.exit_code == 0, result.output
     assert sorted(result.stdout.split()[1::2]) == sorted(prefix + n for n in ALL_TOPICS)
-    assert result.stdout.split()[0::2] == ["created"] * 6
+    assert result.stdout.split()[0::2] == ["created"] * len(ALL_TOPICS)
 
     specs = load_specs()
     counts = partition_counts(kafka_admin, prefix)
@@ -143,7 +143,7 @@ def test_a_second_create_is_idempotent_and_verify_passes(
     before = partition_counts(kafka_admin, prefix)
     again = cli("topics", "create")
     assert again.exit_code == 0, again.output
-    assert again.stdout.split()[0::2] == ["exists"] * 6
+    assert again.stdout.split()[0::2] == ["exists"] * len(ALL_TOPICS)
     assert partition_counts(kafka_admin, prefix) == before
 
     verify = cli("topics", "verify")
@@ -194,13 +194,14 @@ def test_verify_reports_unequal_partitions_and_a_wrong_config(
 
     created = cli("topics", "create")
     assert created.exit_code == 1
-    assert created.stdout.count("created") == 4 and created.stdout.count("exists") == 2
+    assert created.stdout.count("created") == len(ALL_TOPICS) - 2
+    assert created.stdout.count("exists") == 2
 
     result = cli("topics", "verify")
     assert result.exit_code == 1
     problems = result.stderr.splitlines()
     assert f"{prefix}accounts: 5 partitions, expected 12" in problems
-    assert any(p.startswith("input topics differ in partition count") for p in problems)
+    assert any(p.startswith("input and state topics differ in partition count") for p in problems)
     assert f"{prefix}training-ready: cleanup.policy is delete, expected compact" in problems
     assert any(p.startswith(f"{prefix}training-ready: delete.retention.ms is 86400000")
                for p in problems)
