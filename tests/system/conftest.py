@@ -13,13 +13,14 @@ dead letters. The two checks of the worker issue live here:
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.services)
 
 
-def _free_port() -> int:
-    """A port below the ephemeral range that nothing listens on now."""
+def free_port() -> int:
+    """A free local port below the kernel's ephemeral range (32768-60999 here),
+    so no client socket takes it meanwhile: the harness's random web ports
+    (20000-39999) made a worker fail to bind once."""
     for _ in range(100):
-        port = 20000 + uuid.uuid4().int % 12000
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
+        port = random.randrange(20_000, 32_768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
     raise AssertionError("no free port")
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+    return result
+
+
+def terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 class FixedClock:
@@ -126,7 +150,7 @@ class Deployment:
             ELIGIBILITY_SESSION_TIMEOUT_MS="6000",
             ELIGIBILITY_COMMIT_INTERVAL_MS="200",
             # below the ephemeral port range (32768-60999), where a clash could occur
-            ELIGIBILITY_WEB_PORT=str(_free_port()),
+            ELIGIBILITY_WEB_PORT=str(free_port()),
         )
         env.update(extra)
         return env
@@ -376,10 +400,63 @@ class Deployment:
         return view
 
 
+class RedisServer:
+    """A redis-server of this test only, with an append-only file: stopped and started
+    again, it has its data back."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.directory.mkdir(exist_ok=True)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--daemonize", "no", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--dir", str(self.directory)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            wait_for("redis-server answering", lambda: self._ping(client), timeout=20)
+        finally:
+            client.close()
+
+    def _ping(self, client: redis.Redis) -> bool:
+        assert self.process is not None and self.process.poll() is None, "redis-server died"
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        terminate(self.process)  # SIGTERM: a clean shutdown, the AOF flushed
+
+    def keys(self) -> int:
+        client = redis.Redis.from_url(self.url)
+        try:
+            return int(client.dbsize())
+        finally:
+            client.close()
+
+
 @pytest.fixture
-def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
-    deployment = Deployment(kafka_bootstrap, redis_url, tmp_path)
-    yield deployment
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(10)
+
+
+def drop_deployment(deployment: Deployment, redis_url: str) -> None:  # noqa: F811
     deployment.stop_all()
     admin = AdminClient(deployment.kafka.admin_config())
     names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(deployment.name)]
@@ -390,3 +467,10 @@ def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator
     for key in client.scan_iter(match=f"{deployment.name}:*", count=1000):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
+    deployment = Deployment(kafka_bootstrap, redis_url, tmp_path)
+    yield deployment
+    drop_deployment(deployment, redis_url)

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -39,12 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import yaml
 
 from stream.core.decode import Message
 from stream.core.times import format_time
-from tests.system.conftest import Deployment
+from tests.system.conftest import Deployment, RedisServer, free_port, terminate, wait_for
 from tests.unit.builders import delete_account, delete_post, msg, objection, post, profile, update
 
 ROOT = Path(__file__).parents[2]
@@ -67,74 +65,6 @@ MAY_BE_ZERO: set[tuple[str, str]] = set()
 
 
 # -- processes ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-    return result
-
-
-def terminate(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-class RedisServer:
-    """A redis-server of this test only, with an append-only file: stopped and started
-    again, it has its data back."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.directory.mkdir(exist_ok=True)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--daemonize", "no", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            wait_for("redis-server answering", lambda: self._ping(client), timeout=20)
-        finally:
-            client.close()
-
-    def _ping(self, client: redis.Redis) -> bool:
-        assert self.process is not None and self.process.poll() is None, "redis-server died"
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        terminate(self.process)  # SIGTERM: a clean shutdown, the AOF flushed
-
-    def keys(self) -> int:
-        client = redis.Redis.from_url(self.url)
-        try:
-            return int(client.dbsize())
-        finally:
-            client.close()
 
 
 class Prometheus:
@@ -204,18 +134,6 @@ def prometheus_binary() -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{msg_}; it is required in CI", pytrace=False)
     pytest.skip(msg_)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(10)
 
 
 @pytest.fixture

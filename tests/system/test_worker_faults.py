@@ -11,21 +11,17 @@ partition).
 from __future__ import annotations
 
 import json
-import random
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
 
 from stream.core.decode import Message
 from stream.core.engine import Footprint
@@ -36,7 +32,15 @@ from stream.worker.batch import RETRACT_HEADER
 from stream.worker.outputs import decode_outbox
 from stream.worker.partitioning import partition_for
 from tests.integration.conftest import kafka_bootstrap, redis_url  # noqa: F401 (fixtures)
-from tests.system.conftest import INPUTS, Deployment, Worker
+from tests.system.conftest import (
+    INPUTS,
+    Deployment,
+    RedisServer,
+    Worker,
+    drop_deployment,
+    free_port,
+    wait_for,
+)
 from tests.unit.builders import objection, post, profile
 
 EXIT_FENCED, EXIT_BUG, EXIT_TEST_CRASH = 75, 70, 86
@@ -87,21 +91,6 @@ def assignments(text: str) -> list[tuple[list[int], int]]:
     ]
 
 
-def free_port() -> int:
-    """A free local port below the kernel's ephemeral range (32768-60999 here),
-    so no client socket takes it meanwhile: the harness's random web ports
-    (20000-39999) made a worker fail to bind once."""
-    for _ in range(100):
-        port = random.randrange(20_000, 32_768)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port")
-
-
 def launch(deployment: Deployment, **env: str) -> Worker:
     """`Deployment.start_worker` on a web port from `free_port`."""
     return deployment.start_worker(ELIGIBILITY_WEB_PORT=str(free_port()), **env)
@@ -112,14 +101,6 @@ def wait_exit(worker: Worker, timeout: float) -> int:
         return worker.process.wait(timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"worker still running: {worker.text()[-3000:]}") from None
-
-
-def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-    return result
 
 
 def caught_up(deployment: Deployment, *running: Worker, timeout: float = 120) -> None:
@@ -157,19 +138,6 @@ def assert_applied_once(deployment: Deployment) -> None:
     }
     missing = inputs - set(seqs)
     assert not missing, f"{len(missing)} input messages never applied: {sorted(missing)[:10]}"
-
-
-def drop_deployment(deployment: Deployment, redis_url: str) -> None:  # noqa: F811
-    deployment.stop_all()
-    admin = AdminClient(deployment.kafka.admin_config())
-    names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(deployment.name)]
-    if names:
-        for future in admin.delete_topics(names).values():
-            future.result()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{deployment.name}:*", count=1000):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture
@@ -385,60 +353,6 @@ def test_a_paused_worker_never_acts_for_partitions_it_lost(deployment4: Deployme
 
 
 # -- 4. Redis goes away ---------------------------------------------------------------------
-
-
-class RedisServer:
-    """A dedicated redis-server with an append-only file, so a restart keeps the data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.directory.mkdir(exist_ok=True)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--daemonize", "no", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        client = redis.Redis.from_url(self.url)
-        try:
-            wait_for("redis-server answering", lambda: self._ping(client), timeout=20)
-        finally:
-            client.close()
-
-    def _ping(self, client: redis.Redis) -> bool:
-        assert self.process is not None and self.process.poll() is None, "redis-server died"
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: a clean shutdown, the AOF flushed
-            self.process.wait(20)
-
-    def keys(self) -> int:
-        client = redis.Redis.from_url(self.url)
-        try:
-            return int(client.dbsize())
-        finally:
-            client.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.process.kill()
-        server.process.wait(10)
 
 
 def test_the_worker_pauses_while_redis_is_down(
