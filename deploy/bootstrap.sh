@@ -15,7 +15,6 @@ STAMP="$VENV/.bootstrap-stamp"
 T0=$SECONDS
 
 say() { printf 'bootstrap: %s\n' "$*"; }
-warn() { printf 'bootstrap: WARNING: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
 
 have() { command -v "$1" >/dev/null 2>&1; }
