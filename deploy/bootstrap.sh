@@ -14,8 +14,9 @@ VENV="$ROOT/.venv"
 STAMP="$VENV/.bootstrap-stamp"
 T0=$SECONDS
 
-say() { printf 'bootstrap: %s\n' "$*"; }
-die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
+NAME=bootstrap
+# shellcheck source=deploy/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 

@@ -43,12 +43,9 @@ HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 
-say() { printf 'kafka: %s\n' "$*"; }
-die() { printf 'kafka: ERROR: %s\n' "$*" >&2; exit 1; }
-
-need() {
-    command -v "$1" >/dev/null 2>&1 || die "'$1' not found; run deploy/bootstrap.sh first"
-}
+NAME=kafka
+# shellcheck source=deploy/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 is_fetched() {
     [[ -f "$MARKER" && "$(cat "$MARKER")" == "$KAFKA_VERSION" && -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ]]

@@ -18,12 +18,9 @@ LOG="$LOGDIR/redis.log"
 PORT="${REDIS_PORT:-16379}"
 APPENDONLY="${REDIS_APPENDONLY:-no}"
 
-say() { printf 'redis: %s\n' "$*"; }
-die() { printf 'redis: ERROR: %s\n' "$*" >&2; exit 1; }
-
-need() {
-    command -v "$1" >/dev/null 2>&1 || die "'$1' not found; run deploy/bootstrap.sh first"
-}
+NAME=redis
+# shellcheck source=deploy/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ping_ok() {
     [[ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" == "PONG" ]]

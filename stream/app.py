@@ -14,7 +14,8 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import faust
@@ -58,6 +59,20 @@ TRANSIENT_REDIS = (
     redis.BusyLoadingError,
     redis.ReadOnlyError,
 )
+
+
+@contextmanager
+def stop_hard_on_error(doing: str) -> Iterator[None]:
+    """No exception may leave the agent or a rebalance hook: Faust would
+    acknowledge the batch in hand. Fenced or failing, the process ends hard."""
+    try:
+        yield
+    except Fenced as exc:
+        log.error("fenced while %s, stopping: %s", doing, exc)
+        hard_exit(EXIT_FENCED)
+    except BaseException:
+        log.exception("unexpected error while %s, stopping without acknowledging", doing)
+        hard_exit(EXIT_BUG)
 
 
 class StartupError(RuntimeError):
@@ -146,29 +161,16 @@ def create_app(settings: WorkerSettings, loglevel: str = "info") -> faust.App:
     async def on_rebalance_complete(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Before consumption resumes: resend predecessors' outboxes, rebuild
         from the changelog, sweep for a new policy: not only when input comes."""
-        try:
+        with stop_hard_on_error("recovering partitions"):
             await worker.recover_all()
-        except Fenced as exc:
-            log.error("fenced, stopping: %s", exc)
-            hard_exit(EXIT_FENCED)
-        except BaseException:
-            log.exception("unexpected error while recovering partitions, stopping")
-            hard_exit(EXIT_BUG)
 
     @app.agent(source, concurrency=1)
     async def apply_events(stream: Any) -> None:
         within = settings.batch_within_ms / 1000
         async for events in stream.take_events(settings.batch_size, within):
-            # No exception may leave this loop: Faust would acknowledge the batch.
-            try:
+            with stop_hard_on_error("applying a batch"):
                 records = [_incoming(event.message, logical) for event in events]
                 stats = await worker.process(records)
-            except Fenced as exc:
-                log.error("fenced, stopping: %s", exc)
-                hard_exit(EXIT_FENCED)
-            except BaseException:
-                log.exception("unexpected error, stopping without acknowledging the batch")
-                hard_exit(EXIT_BUG)
             observe_batch(metrics, stats, worker.progress, time.time())
             log_decisions(stats)
             log.info(
