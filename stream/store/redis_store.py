@@ -495,8 +495,7 @@ class RedisStore:
         False (and nothing written) when `writes` carries a fence that fails."""
         if batch is None:
             return self._write(writes)
-        if not isinstance(batch, RedisBatch) or batch.store is not self:
-            raise TypeError("commit takes a batch that this store's load() returned")
+        batch = self._own(batch)
         accounts, posts = batch.dirty_accounts, batch.dirty_posts
         for key, ids, fields in _by_bucket(accounts, self._account_key, self.account_buckets):
             writes.hset(key, fields, [pack_account(accounts[i]) for i in ids])
@@ -600,8 +599,7 @@ class RedisStore:
     ) -> tuple[list[tuple[str, AccountState | None, AccountState]], dict[str, int]]:
         """Accounts as loaded and as changed, and each account's change of
         posts in the view: what the state-size metrics count."""
-        if not isinstance(batch, RedisBatch) or batch.store is not self:
-            raise TypeError("size_changes takes a batch that this store's load() returned")
+        batch = self._own(batch)
         accounts = [
             (account_id, batch.loaded_accounts.get(account_id), state)
             for account_id, state in batch.dirty_accounts.items()
@@ -616,8 +614,7 @@ class RedisStore:
         """What `commit` will write, as changelog entries: (the account whose
         partition the entry belongs to, key, value or None for a deletion).
         Call it before `commit`, which forgets the changes."""
-        if not isinstance(batch, RedisBatch) or batch.store is not self:
-            raise TypeError("changelog takes a batch that this store's load() returned")
+        batch = self._own(batch)
         entries: list[tuple[str, bytes, bytes | None]] = [
             (account_id, b"a:" + _id_bytes(account_id), pack_account(state))
             for account_id, state in batch.dirty_accounts.items()
@@ -686,6 +683,12 @@ class RedisStore:
         if policy != "noeviction":
             return [f"Redis maxmemory-policy is {policy!r}, the worker needs 'noeviction'"]
         return []
+
+    def _own(self, batch: StateAccess) -> RedisBatch:
+        """The protocol types batches as StateAccess: only this store's own will do."""
+        if not isinstance(batch, RedisBatch) or batch.store is not self:
+            raise TypeError("a batch that this store's load() returned is needed")
+        return batch
 
     def get_meta(self, name: str) -> str | None:
         value = self._redis.hget(self._meta, name)
